@@ -1,0 +1,1 @@
+"""devkit: see README.md for what it will serve."""

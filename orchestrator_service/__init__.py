@@ -1,0 +1,1 @@
+"""orchestrator_service: see README.md for what it will serve."""

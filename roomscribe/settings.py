@@ -1,0 +1,81 @@
+"""Settings shared by every service.
+
+Each service subclasses :class:`CoreSettings` with its own fields; all read the environment
+(prefix ``ROOMSCRIBE_``) and a ``.env`` file. ``__main__`` builds the settings once and passes
+them down, so nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from roomscribe.errors import ConfigurationError
+
+#: The secret a fresh checkout runs with. Accepted only when ``environment`` is ``development``.
+PLACEHOLDER_SECRET = "changethis"
+
+
+class CoreSettings(BaseSettings):
+    """Settings every service needs: secrets, transcript store and object store."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROOMSCRIBE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    secret: SecretStr = Field(
+        default=SecretStr(PLACEHOLDER_SECRET),
+        description="Signs the short-lived internal tokens between services.",
+    )
+    api_jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret of the public REST API's bearer tokens."
+    )
+    api_jwks_url: str | None = Field(
+        default=None, description="JWKS URL for RS256 bearer tokens of the public REST API."
+    )
+
+    mongodb_uri: SecretStr | None = Field(
+        default=None, description="MongoDB URI; unset selects the embedded SQLite store."
+    )
+    mongodb_database: str = "roomscribe"
+    sqlite_path: Path = Path("var/roomscribe.db")
+    chunk_size: int = Field(
+        default=200, ge=1, le=10_000, description="Most segments stored in one chunk."
+    )
+
+    objects_dir: Path = Path("var/objects")
+    s3_endpoint: str | None = Field(
+        default=None, description="S3 endpoint as host[:port] or URL; set selects the S3 store."
+    )
+    s3_bucket: str = "roomscribe"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str | None = None
+    s3_secure: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Self:
+        """Outside development, a placeholder or empty secret would let anyone mint tokens."""
+        if self.environment != "development":
+            for name in ("secret", "api_jwt_secret"):
+                value: SecretStr | None = getattr(self, name)
+                if value is not None and value.get_secret_value() in ("", PLACEHOLDER_SECRET):
+                    raise ConfigurationError(
+                        f"ROOMSCRIBE_{name.upper()} is unset or the placeholder "
+                        f"{PLACEHOLDER_SECRET!r}; set a real secret for the "
+                        f"{self.environment!r} environment"
+                    )
+        if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key):
+            raise ConfigurationError(
+                "ROOMSCRIBE_S3_ENDPOINT is set but ROOMSCRIBE_S3_ACCESS_KEY or "
+                "ROOMSCRIBE_S3_SECRET_KEY is missing"
+            )
+        return self

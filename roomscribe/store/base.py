@@ -1,0 +1,183 @@
+"""The transcript store: what every backend (SQLite, MongoDB) must do.
+
+Every mutating operation is atomic on its own and idempotent where a retry is likely
+(registering a room, upserting a track, re-appending a batch of segments). Conditional
+updates return ``False`` instead of raising when their precondition no longer holds, so
+callers racing each other (webhooks, workers, the reconciler) can tell who won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from roomscribe.models import (
+    Chunk,
+    EgressInfo,
+    Room,
+    RoomStatus,
+    SegmentIn,
+    SegmentSource,
+    Summary,
+    Track,
+    TrackCreate,
+    TrackStatus,
+    TranscriptPage,
+    TranscriptQuery,
+    WhisperStats,
+)
+
+#: How many segments a chunk holds when the settings do not say.
+DEFAULT_CHUNK_SIZE = 200
+
+
+def lease_expired_reason(max_attempts: int) -> str:
+    """Why a track failed when its lease ran out on its last allowed attempt."""
+    return f"Whisper job lease expired on the last of {max_attempts} attempts"
+
+
+def attempts_spent_reason(attempts: int, error: str) -> str:
+    """Why a track failed when its last allowed attempt reported an error."""
+    return f"Whisper failed {attempts} times; last error: {error}"
+
+
+@dataclass(frozen=True)
+class RoomPage:
+    """One page of rooms, newest first, and the cursor of the next page."""
+
+    rooms: list[Room]
+    next_cursor: str | None
+
+
+class TranscriptStore(Protocol):
+    """Rooms -> Tracks -> Chunks of segments, Whisper job claims, and transcript queries."""
+
+    chunk_size: int
+
+    async def init(self) -> None:
+        """Create tables or collections and indexes; safe to call on every start."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    async def ping(self) -> None:
+        """Raise :class:`~roomscribe.errors.StoreError` when the store is unreachable."""
+
+    # Rooms ---------------------------------------------------------------------------------
+    async def register_room(self, name: str, *, sid: str | None = None) -> Room:
+        """Register a room (idempotent: an existing room keeps its status; a new sid is kept)."""
+
+    async def find_room(self, name: str) -> Room | None:
+        """Return the room, or ``None`` when it is not registered."""
+
+    async def get_room(self, name: str) -> Room:
+        """Return the room or raise :class:`~roomscribe.errors.NotFoundError`."""
+
+    async def list_rooms(
+        self,
+        *,
+        status: RoomStatus | None = None,
+        names: Collection[str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RoomPage:
+        """List rooms newest first, optionally only those with a status or among ``names``."""
+
+    async def transition_room(
+        self,
+        name: str,
+        *,
+        to: RoomStatus,
+        from_: Collection[RoomStatus],
+        reason: str | None = None,
+    ) -> bool:
+        """Move a room to ``to`` only if its status is in ``from_``; ``True`` if this call did."""
+
+    async def add_participant(self, room: str, identity: str) -> None:
+        """Record that a participant was in the room (idempotent)."""
+
+    async def set_summary(self, room: str, summary: Summary | None) -> None:
+        """Store (or clear) the room's summary."""
+
+    # Tracks --------------------------------------------------------------------------------
+    async def upsert_track(self, track: TrackCreate) -> Track:
+        """Create the track if it is new; return the stored track either way."""
+
+    async def find_track(self, track_sid: str) -> Track | None:
+        """Return the track, or ``None`` when unknown."""
+
+    async def get_track(self, track_sid: str) -> Track:
+        """Return the track or raise :class:`~roomscribe.errors.NotFoundError`."""
+
+    async def list_tracks(self, room: str) -> list[Track]:
+        """Return a room's tracks ordered by start time."""
+
+    async def set_track_status(
+        self,
+        track_sid: str,
+        to: TrackStatus,
+        *,
+        from_: Collection[TrackStatus] | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Set a track's status, only from ``from_`` when given; ``True`` if this call did."""
+
+    async def update_egress(self, track_sid: str, egress: EgressInfo) -> None:
+        """Replace what is known of the track's egress."""
+
+    async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
+        """Add audio received and dropped by the live path to the track's counters."""
+
+    async def count_pending_tracks(self, room: str) -> int:
+        """Count the room's tracks that still hold back completion."""
+
+    # Segments ------------------------------------------------------------------------------
+    async def append_realtime_segments(self, track_sid: str, segments: Sequence[SegmentIn]) -> int:
+        """Append live segments to the track's chunks; return how many were new.
+
+        Segments whose id the track already holds are skipped, so a retried batch is never
+        stored twice. Raises :class:`~roomscribe.errors.NotFoundError` for an unknown track.
+        """
+
+    async def replace_whisper_segments(
+        self, track_sid: str, segments: Sequence[SegmentIn], *, stats: WhisperStats
+    ) -> None:
+        """Replace the track's Whisper transcript (a retry never duplicates) and its stats."""
+
+    async def list_chunks(self, track_sid: str, source: SegmentSource) -> list[Chunk]:
+        """Return the track's chunks of one source in sequence order."""
+
+    async def query_transcript(self, query: TranscriptQuery) -> TranscriptPage:
+        """Return one page of segments sorted by ``(abs_start, id)``.
+
+        Raises:
+            InvalidCursorError: the cursor is malformed or belongs to another query.
+        """
+
+    # Whisper jobs --------------------------------------------------------------------------
+    async def claim_job(
+        self, worker: str, *, lease_s: float, max_attempts: int, now: datetime | None = None
+    ) -> Track | None:
+        """Atomically claim one recorded track (or one whose lease expired) for ``worker``.
+
+        Tracks whose lease expired after their last allowed attempt are marked failed.
+        """
+
+    async def renew_lease(self, track_sid: str, worker: str, *, lease_s: float) -> bool:
+        """Extend the lease; ``False`` when ``worker`` no longer holds it."""
+
+    async def complete_job(self, track_sid: str, worker: str) -> bool:
+        """Mark the claimed track transcribed; ``False`` when ``worker`` lost the claim."""
+
+    async def fail_job(
+        self, track_sid: str, worker: str, error: str, *, max_attempts: int
+    ) -> TrackStatus | None:
+        """Record a failed attempt: back to ``recorded`` for a retry, or ``failed`` when spent.
+
+        Returns the new status, or ``None`` when ``worker`` no longer held the claim.
+        """
+
+    async def release_job(self, track_sid: str, worker: str) -> bool:
+        """Give a claim back unfinished (shutdown): the attempt does not count."""

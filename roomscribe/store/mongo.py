@@ -1,0 +1,683 @@
+"""The production transcript store: MongoDB through PyMongo's ``AsyncMongoClient``.
+
+Collections follow DESIGN.md section 4: ``rooms`` (``_id`` = room name), ``tracks``
+(``_id`` = track sid) and ``chunks``, the bucket pattern: each chunk document holds up to
+``chunk_size`` consecutive segments of one track and source, with its time span and
+confidence range so queries can skip whole buckets. Every conditional change is a single
+``update_one``/``find_one_and_update`` whose filter is the precondition, so concurrent callers
+on many machines cannot both win.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from roomscribe.errors import NotFoundError, StoreError
+from roomscribe.models import (
+    PENDING_TRACK_STATUSES,
+    Chunk,
+    EgressInfo,
+    Room,
+    RoomStatus,
+    Segment,
+    SegmentIn,
+    SegmentSource,
+    Summary,
+    Track,
+    TrackCreate,
+    TrackStatus,
+    TranscriptPage,
+    TranscriptQuery,
+    TranscriptSource,
+    WhisperStats,
+    utcnow,
+)
+from roomscribe.store.base import (
+    DEFAULT_CHUNK_SIZE,
+    RoomPage,
+    attempts_spent_reason,
+    lease_expired_reason,
+)
+from roomscribe.store.cursor import decode_cursor, encode_cursor
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+
+#: Chunks whose segments are unpacked per aggregation round trip of a transcript query.
+_CHUNK_BATCH = 16
+
+
+def _plain(value: Any) -> Any:
+    """Turn enums into their values, recursively, so BSON stores plain strings."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _doc(model: BaseModel, key: str) -> Document:
+    doc: Document = _plain(model.model_dump())
+    doc["_id"] = doc[key]
+    return doc
+
+
+def _segment_doc(seg: SegmentIn, started: float) -> Document:
+    return {
+        "id": seg.id,
+        "start": seg.start,
+        "end": seg.end,
+        "abs_start": started + seg.start,
+        "abs_end": started + seg.end,
+        "text": seg.text,
+        "confidence": seg.confidence,
+        "words": [w.model_dump() for w in seg.words],
+    }
+
+
+def _chunk_doc(
+    meta: tuple[str, str, float],
+    track_sid: str,
+    source: SegmentSource,
+    seq: int,
+    segs: list[Document],
+) -> Document:
+    room, identity, _ = meta
+    return {
+        "_id": f"{track_sid}:{source.value}:{seq}",
+        "room": room,
+        "track_sid": track_sid,
+        "participant_identity": identity,
+        "source": source.value,
+        "seq": seq,
+        "start": min(s["abs_start"] for s in segs),
+        "end": max(s["abs_end"] for s in segs),
+        "count": len(segs),
+        "min_confidence": min(s["confidence"] for s in segs),
+        "max_confidence": max(s["confidence"] for s in segs),
+        "segments": segs,
+    }
+
+
+class MongoTranscriptStore:
+    """Transcript store on a MongoDB database (see the module docstring)."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        close: Any = None,
+    ) -> None:
+        """Use ``database``; ``close`` is an awaitable factory run by :meth:`close`."""
+        self.chunk_size = chunk_size
+        self._db = database
+        self._rooms = database["rooms"]
+        self._tracks = database["tracks"]
+        self._chunks = database["chunks"]
+        self._close = close
+        self._track_meta: dict[str, tuple[str, str, float]] = {}
+
+    @classmethod
+    def connect(
+        cls, uri: str, *, database: str = "roomscribe", chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> MongoTranscriptStore:
+        """Create a client for ``uri`` (it connects lazily) and a store on ``database``."""
+        from pymongo import AsyncMongoClient
+
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            uri, tz_aware=True, serverSelectionTimeoutMS=5000, appname="roomscribe"
+        )
+        return cls(client[database], chunk_size=chunk_size, close=client.close)
+
+    async def init(self) -> None:
+        """Create the indexes (equality, sort, range order)."""
+        try:
+            await self._rooms.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+            await self._rooms.create_index(
+                [("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]
+            )
+            await self._tracks.create_index([("room", ASCENDING), ("started_at", ASCENDING)])
+            await self._tracks.create_index([("status", ASCENDING), ("job.lease_until", ASCENDING)])
+            await self._chunks.create_index(
+                [("track_sid", ASCENDING), ("source", ASCENDING), ("seq", ASCENDING)], unique=True
+            )
+            await self._chunks.create_index(
+                [("room", ASCENDING), ("source", ASCENDING), ("start", ASCENDING)]
+            )
+            await self._chunks.create_index(
+                [("track_sid", ASCENDING), ("source", ASCENDING), ("segments.id", ASCENDING)]
+            )
+        except PyMongoError as exc:
+            raise StoreError(f"cannot create MongoDB indexes: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the client when this store created it."""
+        if self._close is not None:
+            await self._close()
+
+    async def ping(self) -> None:
+        """Ask the server for a ping."""
+        try:
+            await self._db.command("ping")
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB is unreachable: {exc}") from exc
+
+    # Rooms ---------------------------------------------------------------------------------
+    async def register_room(self, name: str, *, sid: str | None = None) -> Room:
+        """Insert the room if new; otherwise only record a new sid."""
+        room = Room(name=name, sid=sid)
+        doc = _doc(room, "name")
+        try:
+            await self._rooms.insert_one(doc)
+            return room
+        except DuplicateKeyError:
+            pass
+        if sid is not None:
+            await self._rooms.update_one(
+                {"_id": name, "sid": {"$ne": sid}}, {"$set": {"sid": sid, "updated_at": utcnow()}}
+            )
+        return await self.get_room(name)
+
+    async def find_room(self, name: str) -> Room | None:
+        """Return the room, or ``None``."""
+        doc = await self._rooms.find_one({"_id": name})
+        return None if doc is None else Room.model_validate(doc)
+
+    async def get_room(self, name: str) -> Room:
+        """Return the room or raise NotFoundError."""
+        room = await self.find_room(name)
+        if room is None:
+            raise NotFoundError(f"room {name!r} is not registered")
+        return room
+
+    async def list_rooms(
+        self,
+        *,
+        status: RoomStatus | None = None,
+        names: Collection[str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RoomPage:
+        """List rooms newest first (ties by name)."""
+        filters: dict[str, Any] = {
+            "status": status,
+            "names": sorted(names) if names is not None else None,
+        }
+        if names is not None and not names:
+            return RoomPage([], None)
+        query: Document = {}
+        if status is not None:
+            query["status"] = status.value
+        if names is not None:
+            query["_id"] = {"$in": sorted(names)}
+        if cursor is not None:
+            created_iso, name = decode_cursor(cursor, filters, arity=2)
+            created = datetime.fromisoformat(created_iso)
+            query["$or"] = [
+                {"created_at": {"$lt": created}},
+                {"created_at": created, "_id": {"$lt": name}},
+            ]
+        docs = (
+            await self._rooms.find(query)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)
+            .to_list(None)
+        )
+        rooms = [Room.model_validate(d) for d in docs[:limit]]
+        next_cursor = None
+        if len(docs) > limit:
+            last = rooms[-1]
+            next_cursor = encode_cursor([last.created_at.isoformat(), last.name], filters)
+        return RoomPage(rooms, next_cursor)
+
+    async def _update_room(self, name: str, match: Document, update: Document) -> bool:
+        update.setdefault("$set", {})["updated_at"] = utcnow()
+        result = await self._rooms.update_one({"_id": name, **match}, update)
+        if result.matched_count:
+            return True
+        if await self._rooms.count_documents({"_id": name}, limit=1) == 0:
+            raise NotFoundError(f"room {name!r} is not registered")
+        return False
+
+    async def transition_room(
+        self,
+        name: str,
+        *,
+        to: RoomStatus,
+        from_: Collection[RoomStatus],
+        reason: str | None = None,
+    ) -> bool:
+        """Move the room to ``to`` when its status is in ``from_`` (one atomic update)."""
+        return await self._update_room(
+            name,
+            {"status": {"$in": [s.value for s in from_]}},
+            {"$set": {"status": to.value, "status_reason": reason}},
+        )
+
+    async def add_participant(self, room: str, identity: str) -> None:
+        """Add the participant once (``$addToSet``)."""
+        await self._update_room(room, {}, {"$addToSet": {"participants": identity}})
+
+    async def set_summary(self, room: str, summary: Summary | None) -> None:
+        """Store or clear the summary."""
+        value = None if summary is None else _plain(summary.model_dump())
+        await self._update_room(room, {}, {"$set": {"summary": value}})
+
+    # Tracks --------------------------------------------------------------------------------
+    async def upsert_track(self, track: TrackCreate) -> Track:
+        """Insert the track if new; return what is stored."""
+        stored = Track(**track.model_dump())
+        try:
+            await self._tracks.insert_one(_doc(stored, "track_sid"))
+            return stored
+        except DuplicateKeyError:
+            return await self.get_track(track.track_sid)
+
+    async def find_track(self, track_sid: str) -> Track | None:
+        """Return the track or ``None``."""
+        doc = await self._tracks.find_one({"_id": track_sid})
+        return None if doc is None else Track.model_validate(doc)
+
+    async def get_track(self, track_sid: str) -> Track:
+        """Return the track or raise NotFoundError."""
+        track = await self.find_track(track_sid)
+        if track is None:
+            raise NotFoundError(f"track {track_sid!r} is unknown")
+        return track
+
+    async def list_tracks(self, room: str) -> list[Track]:
+        """Return the room's tracks by start time."""
+        docs = (
+            await self._tracks.find({"room": room})
+            .sort([("started_at", ASCENDING), ("_id", ASCENDING)])
+            .to_list(None)
+        )
+        return [Track.model_validate(d) for d in docs]
+
+    async def _update_track(self, track_sid: str, match: Document, update: Document) -> bool:
+        update.setdefault("$set", {})["updated_at"] = utcnow()
+        result = await self._tracks.update_one({"_id": track_sid, **match}, update)
+        if result.matched_count:
+            return True
+        if await self._tracks.count_documents({"_id": track_sid}, limit=1) == 0:
+            raise NotFoundError(f"track {track_sid!r} is unknown")
+        return False
+
+    async def set_track_status(
+        self,
+        track_sid: str,
+        to: TrackStatus,
+        *,
+        from_: Collection[TrackStatus] | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Set the status, only from ``from_`` when given."""
+        match: Document = {} if from_ is None else {"status": {"$in": [s.value for s in from_]}}
+        return await self._update_track(
+            track_sid, match, {"$set": {"status": to.value, "status_reason": reason}}
+        )
+
+    async def update_egress(self, track_sid: str, egress: EgressInfo) -> None:
+        """Replace the egress facts."""
+        await self._update_track(track_sid, {}, {"$set": {"egress": _plain(egress.model_dump())}})
+
+    async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
+        """Increment the live counters."""
+        await self._update_track(
+            track_sid,
+            {},
+            {"$inc": {"live.audio_received_s": received_s, "live.audio_dropped_s": dropped_s}},
+        )
+
+    async def count_pending_tracks(self, room: str) -> int:
+        """Count tracks still recording or waiting for / in Whisper."""
+        pending = sorted(s.value for s in PENDING_TRACK_STATUSES)
+        return await self._tracks.count_documents({"room": room, "status": {"$in": pending}})
+
+    # Segments ------------------------------------------------------------------------------
+    async def _meta(self, track_sid: str) -> tuple[str, str, float]:
+        meta = self._track_meta.get(track_sid)
+        if meta is None:
+            track = await self.get_track(track_sid)
+            meta = (track.room, track.participant_identity, track.started_at.timestamp())
+            self._track_meta[track_sid] = meta
+        return meta
+
+    async def append_realtime_segments(self, track_sid: str, segments: Sequence[SegmentIn]) -> int:
+        """Push new segments into the open chunk, opening new chunks as they fill."""
+        meta = await self._meta(track_sid)
+        source = SegmentSource.REALTIME
+        fresh: dict[str, SegmentIn] = {}
+        for seg in segments:
+            fresh.setdefault(seg.id, seg)
+        if not fresh:
+            return 0
+        async for chunk in self._chunks.find(
+            {"track_sid": track_sid, "source": source.value, "segments.id": {"$in": list(fresh)}},
+            {"segments.id": 1},
+        ):
+            for stored in chunk["segments"]:
+                fresh.pop(stored["id"], None)
+        docs = [_segment_doc(s, meta[2]) for s in fresh.values()]
+        pos = 0
+        while pos < len(docs):
+            last = await self._chunks.find_one(
+                {"track_sid": track_sid, "source": source.value},
+                {"seq": 1, "count": 1},
+                sort=[("seq", DESCENDING)],
+            )
+            if last is not None and last["count"] < self.chunk_size:
+                take = docs[pos : pos + self.chunk_size - last["count"]]
+                # The count in the filter is the precondition: if another writer filled the
+                # chunk meanwhile, nothing is pushed and the loop looks again.
+                result = await self._chunks.update_one(
+                    {"_id": last["_id"], "count": {"$lte": self.chunk_size - len(take)}},
+                    {
+                        "$push": {"segments": {"$each": take}},
+                        "$inc": {"count": len(take)},
+                        "$min": {
+                            "start": min(s["abs_start"] for s in take),
+                            "min_confidence": min(s["confidence"] for s in take),
+                        },
+                        "$max": {
+                            "end": max(s["abs_end"] for s in take),
+                            "max_confidence": max(s["confidence"] for s in take),
+                        },
+                    },
+                )
+                if result.modified_count:
+                    pos += len(take)
+                continue
+            seq = 0 if last is None else last["seq"] + 1
+            take = docs[pos : pos + self.chunk_size]
+            try:
+                await self._chunks.insert_one(_chunk_doc(meta, track_sid, source, seq, take))
+            except DuplicateKeyError:
+                continue  # another writer opened this chunk first; append to it instead
+            pos += len(take)
+        await self._update_track(track_sid, {}, {"$inc": {"live.segments": len(docs)}})
+        return len(docs)
+
+    async def replace_whisper_segments(
+        self, track_sid: str, segments: Sequence[SegmentIn], *, stats: WhisperStats
+    ) -> None:
+        """Delete the track's Whisper chunks and write the new ones.
+
+        Standalone servers have no transactions, so a reader of ``source=whisper`` may briefly
+        see the track empty during a re-run; ``best`` only switches to Whisper once the track is
+        ``transcribed``, which the worker sets after this returns.
+        """
+        meta = await self._meta(track_sid)
+        source = SegmentSource.WHISPER
+        await self._chunks.delete_many({"track_sid": track_sid, "source": source.value})
+        unique: dict[str, SegmentIn] = {}
+        for seg in segments:
+            unique.setdefault(seg.id, seg)
+        docs = [_segment_doc(s, meta[2]) for s in unique.values()]
+        chunks = [
+            _chunk_doc(meta, track_sid, source, seq, docs[i : i + self.chunk_size])
+            for seq, i in enumerate(range(0, len(docs), self.chunk_size))
+        ]
+        if chunks:
+            await self._chunks.insert_many(chunks)
+        await self._update_track(track_sid, {}, {"$set": {"whisper": _plain(stats.model_dump())}})
+
+    async def list_chunks(self, track_sid: str, source: SegmentSource) -> list[Chunk]:
+        """Return the chunk metadata in sequence order."""
+        docs = (
+            await self._chunks.find(
+                {"track_sid": track_sid, "source": source.value}, {"segments": 0}
+            )
+            .sort("seq", ASCENDING)
+            .to_list(None)
+        )
+        return [Chunk.model_validate(d) for d in docs]
+
+    async def query_transcript(self, query: TranscriptQuery) -> TranscriptPage:
+        """Return one page sorted by ``(abs_start, id)``; see TranscriptStore."""
+        filters = query.model_dump(exclude={"cursor", "limit"}, mode="json")
+        after = None if query.cursor is None else decode_cursor(query.cursor, filters, arity=2)
+        want = query.limit + 1
+        if query.source is TranscriptSource.BEST:
+            corrected = [
+                d["_id"]
+                async for d in self._tracks.find(
+                    {"room": query.room, "status": TrackStatus.TRANSCRIBED.value}, {"_id": 1}
+                )
+            ]
+            parts = [await self._select(query, SegmentSource.REALTIME, after, exclude=corrected)]
+            if corrected:
+                parts.append(
+                    await self._select(query, SegmentSource.WHISPER, after, only=corrected)
+                )
+            merged = heapq.merge(*parts, key=lambda s: (s.abs_start, s.id))
+            rows = [seg for _, seg in zip(range(want), merged, strict=False)]
+        else:
+            rows = await self._select(query, SegmentSource(query.source.value), after)
+        page = rows[: query.limit]
+        next_cursor = None
+        if len(rows) > query.limit:
+            next_cursor = encode_cursor([page[-1].abs_start, page[-1].id], filters)
+        return TranscriptPage(segments=page, next_cursor=next_cursor)
+
+    async def _select(
+        self,
+        query: TranscriptQuery,
+        source: SegmentSource,
+        after: list[Any] | None,
+        *,
+        only: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[Segment]:
+        """The first ``limit + 1`` matching segments of one source, in order.
+
+        Chunks are visited in start order and unpacked a batch at a time. Every segment of a
+        chunk not yet visited starts at or after that chunk's start, so once ``limit + 1``
+        candidates start before the next chunk's start, no later chunk can change the page:
+        a first page reads a few chunks per track, not the whole room.
+        """
+        chunk_match: Document = {"room": query.room, "source": source.value}
+        seg_match: Document = {}
+        if query.track_sid is not None:
+            chunk_match["track_sid"] = query.track_sid
+        track_conditions: list[Document] = []
+        if only is not None:
+            track_conditions.append({"track_sid": {"$in": list(only)}})
+        exclude = list(exclude)
+        if exclude:
+            track_conditions.append({"track_sid": {"$nin": exclude}})
+        if track_conditions:
+            chunk_match["$and"] = track_conditions
+        if query.participant_identity is not None:
+            chunk_match["participant_identity"] = query.participant_identity
+        if query.time_from is not None:
+            chunk_match["end"] = {"$gt": query.time_from}
+            seg_match["segments.abs_end"] = {"$gt": query.time_from}
+        if query.time_to is not None:
+            chunk_match["start"] = {"$lt": query.time_to}
+            seg_match["segments.abs_start"] = {"$lt": query.time_to}
+        if query.min_confidence is not None:
+            chunk_match["max_confidence"] = {"$gte": query.min_confidence}
+            seg_match["segments.confidence"] = {"$gte": query.min_confidence}
+        if after is not None:
+            after_start, after_id = after
+            chunk_match.setdefault("end", {})["$gte"] = after_start
+            seg_match["$or"] = [
+                {"segments.abs_start": {"$gt": after_start}},
+                {"segments.abs_start": after_start, "segments.id": {"$gt": after_id}},
+            ]
+        want = query.limit + 1
+        candidates: list[Document] = []
+        batch: list[Any] = []
+        chunk_starts = self._chunk_starts(chunk_match)
+        async for chunk_id, start in chunk_starts:
+            if batch and len(batch) >= _CHUNK_BATCH:
+                candidates.extend(await self._unpack(batch, seg_match))
+                batch = []
+                if sum(1 for c in candidates if c["abs_start"] < start) >= want:
+                    break
+            batch.append(chunk_id)
+        else:
+            if batch:
+                candidates.extend(await self._unpack(batch, seg_match))
+        candidates.sort(key=lambda c: (c["abs_start"], c["id"]))
+        return [Segment.model_validate(c) for c in candidates[:want]]
+
+    async def _chunk_starts(self, match: Mapping[str, Any]) -> AsyncIterator[tuple[Any, float]]:
+        async for doc in self._chunks.find(match, {"_id": 1, "start": 1}).sort(
+            [("start", ASCENDING), ("_id", ASCENDING)]
+        ):
+            yield doc["_id"], doc["start"]
+
+    async def _unpack(self, chunk_ids: list[Any], seg_match: Document) -> list[Document]:
+        pipeline: list[Document] = [
+            {"$match": {"_id": {"$in": chunk_ids}}},
+            {"$unwind": "$segments"},
+        ]
+        if seg_match:
+            pipeline.append({"$match": seg_match})
+        pipeline.append(
+            {
+                "$project": {
+                    "_id": 0,
+                    "segment": "$segments",
+                    "track_sid": 1,
+                    "participant_identity": 1,
+                    "source": 1,
+                }
+            }
+        )
+        cursor = await self._chunks.aggregate(pipeline)
+        out: list[Document] = []
+        for row in await cursor.to_list(None):
+            seg: Document = dict(row["segment"])
+            seg["track_sid"] = row["track_sid"]
+            seg["participant_identity"] = row["participant_identity"]
+            seg["source"] = row["source"]
+            out.append(seg)
+        return out
+
+    # Whisper jobs --------------------------------------------------------------------------
+    async def claim_job(
+        self, worker: str, *, lease_s: float, max_attempts: int, now: datetime | None = None
+    ) -> Track | None:
+        """Claim the oldest recorded track, or one whose lease expired (find-and-modify)."""
+        moment = now or utcnow()
+        transcribing = TrackStatus.TRANSCRIBING.value
+        await self._tracks.update_many(
+            {
+                "status": transcribing,
+                "job.lease_until": {"$lt": moment},
+                "job.attempts": {"$gte": max_attempts},
+            },
+            {
+                "$set": {
+                    "status": TrackStatus.FAILED.value,
+                    "status_reason": lease_expired_reason(max_attempts),
+                    "job.lease_until": None,
+                    "updated_at": moment,
+                }
+            },
+        )
+        doc = await self._tracks.find_one_and_update(
+            {
+                "$or": [
+                    {"status": TrackStatus.RECORDED.value},
+                    {"status": transcribing, "job.lease_until": {"$lt": moment}},
+                ],
+                "job.attempts": {"$lt": max_attempts},
+            },
+            {
+                "$set": {
+                    "status": transcribing,
+                    "status_reason": None,
+                    "job.worker": worker,
+                    "job.lease_until": moment + timedelta(seconds=lease_s),
+                    "updated_at": moment,
+                },
+                "$inc": {"job.attempts": 1},
+            },
+            sort=[("started_at", ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else Track.model_validate(doc)
+
+    def _held_by(self, worker: str) -> Document:
+        return {"status": TrackStatus.TRANSCRIBING.value, "job.worker": worker}
+
+    async def renew_lease(self, track_sid: str, worker: str, *, lease_s: float) -> bool:
+        """Extend the lease held by ``worker``."""
+        until = utcnow() + timedelta(seconds=lease_s)
+        return await self._update_track(
+            track_sid, self._held_by(worker), {"$set": {"job.lease_until": until}}
+        )
+
+    async def complete_job(self, track_sid: str, worker: str) -> bool:
+        """Mark the track transcribed if ``worker`` still holds it."""
+        return await self._update_track(
+            track_sid,
+            self._held_by(worker),
+            {
+                "$set": {
+                    "status": TrackStatus.TRANSCRIBED.value,
+                    "status_reason": None,
+                    "job.lease_until": None,
+                    "job.last_error": None,
+                }
+            },
+        )
+
+    async def fail_job(
+        self, track_sid: str, worker: str, error: str, *, max_attempts: int
+    ) -> TrackStatus | None:
+        """Count a failed attempt; retry later or give up (two exclusive conditional updates)."""
+        held = self._held_by(worker)
+        common = {"job.last_error": error, "job.lease_until": None}
+        track = await self.get_track(track_sid)
+        if await self._update_track(
+            track_sid,
+            {**held, "job.attempts": {"$gte": max_attempts}},
+            {
+                "$set": {
+                    **common,
+                    "status": TrackStatus.FAILED.value,
+                    "status_reason": attempts_spent_reason(track.job.attempts, error),
+                }
+            },
+        ):
+            return TrackStatus.FAILED
+        if await self._update_track(
+            track_sid,
+            {**held, "job.attempts": {"$lt": max_attempts}},
+            {"$set": {**common, "status": TrackStatus.RECORDED.value}},
+        ):
+            return TrackStatus.RECORDED
+        return None
+
+    async def release_job(self, track_sid: str, worker: str) -> bool:
+        """Hand an unfinished claim back without counting the attempt."""
+        return await self._update_track(
+            track_sid,
+            self._held_by(worker),
+            {
+                "$set": {
+                    "status": TrackStatus.RECORDED.value,
+                    "job.lease_until": None,
+                    "job.worker": None,
+                },
+                "$inc": {"job.attempts": -1},
+            },
+        )

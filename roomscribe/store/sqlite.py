@@ -1,0 +1,857 @@
+"""The embedded transcript store: one SQLite file, the default when no MongoDB URI is set.
+
+It mirrors the MongoDB model (rooms, tracks, chunks) but keeps one row per segment, with
+the chunk's sequence number on it, because SQLite indexes rows and not array elements: the
+transcript query then walks an ``(room, source, abs_start, id)`` index instead of unpacking
+buckets. The ``chunks`` table carries the same bucket metadata as MongoDB's documents.
+
+Writes run on one dedicated thread with one connection, each operation one ``BEGIN
+IMMEDIATE`` transaction, so conditional updates are atomic even when several processes share
+the file. Reads run on their own threads and connections (WAL mode lets them proceed while a
+write is in progress). Blocking SQLite calls never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from roomscribe.errors import NotFoundError, StoreError
+from roomscribe.models import (
+    PENDING_TRACK_STATUSES,
+    Chunk,
+    EgressInfo,
+    Room,
+    RoomStatus,
+    Segment,
+    SegmentIn,
+    SegmentSource,
+    Summary,
+    Track,
+    TrackCreate,
+    TrackStatus,
+    TranscriptPage,
+    TranscriptQuery,
+    TranscriptSource,
+    WhisperStats,
+    utcnow,
+)
+from roomscribe.store.base import (
+    DEFAULT_CHUNK_SIZE,
+    RoomPage,
+    attempts_spent_reason,
+    lease_expired_reason,
+)
+from roomscribe.store.cursor import decode_cursor, encode_cursor
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rooms_by_created ON rooms (created_at, name);
+CREATE INDEX IF NOT EXISTS rooms_by_status ON rooms (status, created_at, name);
+CREATE TABLE IF NOT EXISTS tracks (
+    track_sid TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    lease_until REAL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tracks_by_room ON tracks (room, started_at);
+CREATE INDEX IF NOT EXISTS tracks_by_job ON tracks (status, lease_until);
+CREATE TABLE IF NOT EXISTS chunks (
+    track_sid TEXT NOT NULL,
+    source TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    room TEXT NOT NULL,
+    participant_identity TEXT NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    count INTEGER NOT NULL,
+    min_confidence REAL NOT NULL,
+    max_confidence REAL NOT NULL,
+    PRIMARY KEY (track_sid, source, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_room ON chunks (room, source, start);
+CREATE TABLE IF NOT EXISTS segments (
+    track_sid TEXT NOT NULL,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    room TEXT NOT NULL,
+    participant_identity TEXT NOT NULL,
+    chunk_seq INTEGER NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    abs_start REAL NOT NULL,
+    abs_end REAL NOT NULL,
+    text TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    words TEXT NOT NULL,
+    PRIMARY KEY (track_sid, source, id)
+);
+CREATE INDEX IF NOT EXISTS segments_by_room ON segments (room, source, abs_start, id);
+CREATE INDEX IF NOT EXISTS segments_by_track ON segments (track_sid, source, abs_start, id);
+CREATE INDEX IF NOT EXISTS segments_by_participant
+    ON segments (room, source, participant_identity, abs_start, id);
+-- The longest segment per room and source bounds the index range a time filter must scan.
+CREATE TABLE IF NOT EXISTS spans (
+    room TEXT NOT NULL,
+    source TEXT NOT NULL,
+    longest REAL NOT NULL,
+    PRIMARY KEY (room, source)
+) WITHOUT ROWID;
+"""
+
+_SEGMENT_COLUMNS = (
+    'id, track_sid, participant_identity, source, start, "end", abs_start, abs_end, '
+    "text, confidence, words"
+)
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+class _Connections:
+    """One writer thread with its connection, and a small pool of reader threads."""
+
+    def __init__(self, path: Path, readers: int) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self.readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) so a write
+            # takes the file's write lock before it reads what it is going to change.
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        self.writer.shutdown(wait=True)
+        self.readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+
+
+class SQLiteTranscriptStore:
+    """Transcript store in one SQLite file (see the module docstring for the design)."""
+
+    def __init__(
+        self, path: Path | str, *, chunk_size: int = DEFAULT_CHUNK_SIZE, readers: int = 2
+    ) -> None:
+        """Open (lazily) the store at ``path``; ``":memory:"`` is not supported (threads)."""
+        self.path = Path(path)
+        self.chunk_size = chunk_size
+        self._conns = _Connections(self.path, readers)
+        # Immutable facts about a track that every append needs; cached to skip a lookup.
+        self._track_meta: dict[str, tuple[str, str, float]] = {}
+
+    # Plumbing ------------------------------------------------------------------------------
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._conns.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._conns.writer, run)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite write failed: {exc}") from exc
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            return fn(self._conns.connection())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._conns.readers, run)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite read failed: {exc}") from exc
+
+    async def init(self) -> None:
+        """Create the file, its folder, the tables and the indexes."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def create(conn: sqlite3.Connection) -> None:
+            conn.executescript(_SCHEMA)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._conns.writer, lambda: create(self._conns.connection())
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Wait for queued work, then close every connection."""
+        await asyncio.to_thread(self._conns.close)
+
+    async def ping(self) -> None:
+        """Run a trivial query on a reader connection."""
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # Rooms ---------------------------------------------------------------------------------
+    @staticmethod
+    def _load_room(conn: sqlite3.Connection, name: str) -> Room | None:
+        row = conn.execute("SELECT doc FROM rooms WHERE name = ?", (name,)).fetchone()
+        return None if row is None else Room.model_validate_json(row[0])
+
+    @staticmethod
+    def _save_room(conn: sqlite3.Connection, room: Room) -> None:
+        room.updated_at = utcnow()
+        conn.execute(
+            "INSERT INTO rooms (name, status, created_at, doc) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET status = excluded.status, doc = excluded.doc",
+            (room.name, room.status.value, _epoch(room.created_at), room.model_dump_json()),
+        )
+
+    def _modify_room(
+        self, conn: sqlite3.Connection, name: str, change: Callable[[Room], bool]
+    ) -> bool:
+        room = self._load_room(conn, name)
+        if room is None:
+            raise NotFoundError(f"room {name!r} is not registered")
+        if not change(room):
+            return False
+        self._save_room(conn, room)
+        return True
+
+    async def register_room(self, name: str, *, sid: str | None = None) -> Room:
+        """Register a room; an existing one keeps its status and gains a new sid."""
+
+        def register(conn: sqlite3.Connection) -> Room:
+            room = self._load_room(conn, name)
+            if room is None:
+                room = Room(name=name, sid=sid)
+            elif sid is None or room.sid == sid:
+                return room
+            else:
+                room.sid = sid
+            self._save_room(conn, room)
+            return room
+
+        return await self._write(register)
+
+    async def find_room(self, name: str) -> Room | None:
+        """Return the room, or ``None`` when it is not registered."""
+        return await self._read(lambda conn: self._load_room(conn, name))
+
+    async def get_room(self, name: str) -> Room:
+        """Return the room or raise NotFoundError."""
+        room = await self.find_room(name)
+        if room is None:
+            raise NotFoundError(f"room {name!r} is not registered")
+        return room
+
+    async def list_rooms(
+        self,
+        *,
+        status: RoomStatus | None = None,
+        names: Collection[str] | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RoomPage:
+        """List rooms newest first (ties by name), filtered by status and names."""
+        filters: dict[str, Any] = {
+            "status": status,
+            "names": sorted(names) if names is not None else None,
+        }
+        if names is not None and not names:
+            return RoomPage([], None)
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.value)
+        if names is not None:
+            where.append(f"name IN ({','.join('?' * len(names))})")
+            params.extend(sorted(names))
+        if cursor is not None:
+            created, name = decode_cursor(cursor, filters, arity=2)
+            where.append("(created_at, name) < (?, ?)")
+            params.extend([created, name])
+        sql = "SELECT doc, created_at FROM rooms"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, name DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        rooms = [Room.model_validate_json(doc) for doc, _ in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last_created = rows[limit - 1][1]
+            next_cursor = encode_cursor([last_created, rooms[-1].name], filters)
+        return RoomPage(rooms, next_cursor)
+
+    async def transition_room(
+        self,
+        name: str,
+        *,
+        to: RoomStatus,
+        from_: Collection[RoomStatus],
+        reason: str | None = None,
+    ) -> bool:
+        """Move the room to ``to`` when its status is in ``from_``."""
+
+        def change(room: Room) -> bool:
+            if room.status not in from_:
+                return False
+            room.status = to
+            room.status_reason = reason
+            return True
+
+        return await self._write(lambda conn: self._modify_room(conn, name, change))
+
+    async def add_participant(self, room: str, identity: str) -> None:
+        """Record a participant once."""
+
+        def change(doc: Room) -> bool:
+            if identity in doc.participants:
+                return False
+            doc.participants.append(identity)
+            return True
+
+        await self._write(lambda conn: self._modify_room(conn, room, change))
+
+    async def set_summary(self, room: str, summary: Summary | None) -> None:
+        """Store or clear the summary."""
+
+        def change(doc: Room) -> bool:
+            doc.summary = summary
+            return True
+
+        await self._write(lambda conn: self._modify_room(conn, room, change))
+
+    # Tracks --------------------------------------------------------------------------------
+    @staticmethod
+    def _load_track(conn: sqlite3.Connection, track_sid: str) -> Track | None:
+        row = conn.execute("SELECT doc FROM tracks WHERE track_sid = ?", (track_sid,)).fetchone()
+        return None if row is None else Track.model_validate_json(row[0])
+
+    @staticmethod
+    def _save_track(conn: sqlite3.Connection, track: Track) -> None:
+        track.updated_at = utcnow()
+        lease = track.job.lease_until
+        conn.execute(
+            "INSERT INTO tracks (track_sid, room, status, started_at, lease_until, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (track_sid) DO UPDATE SET "
+            "status = excluded.status, lease_until = excluded.lease_until, doc = excluded.doc",
+            (
+                track.track_sid,
+                track.room,
+                track.status.value,
+                _epoch(track.started_at),
+                None if lease is None else _epoch(lease),
+                track.model_dump_json(),
+            ),
+        )
+
+    def _modify_track(
+        self, conn: sqlite3.Connection, track_sid: str, change: Callable[[Track], bool]
+    ) -> bool:
+        track = self._load_track(conn, track_sid)
+        if track is None:
+            raise NotFoundError(f"track {track_sid!r} is unknown")
+        if not change(track):
+            return False
+        self._save_track(conn, track)
+        return True
+
+    async def upsert_track(self, track: TrackCreate) -> Track:
+        """Create the track if new; return what is stored."""
+
+        def upsert(conn: sqlite3.Connection) -> Track:
+            stored = self._load_track(conn, track.track_sid)
+            if stored is None:
+                stored = Track(**track.model_dump())
+                self._save_track(conn, stored)
+            return stored
+
+        return await self._write(upsert)
+
+    async def find_track(self, track_sid: str) -> Track | None:
+        """Return the track or ``None``."""
+        return await self._read(lambda conn: self._load_track(conn, track_sid))
+
+    async def get_track(self, track_sid: str) -> Track:
+        """Return the track or raise NotFoundError."""
+        track = await self.find_track(track_sid)
+        if track is None:
+            raise NotFoundError(f"track {track_sid!r} is unknown")
+        return track
+
+    async def list_tracks(self, room: str) -> list[Track]:
+        """Return the room's tracks by start time."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT doc FROM tracks WHERE room = ? ORDER BY started_at, track_sid", (room,)
+            ).fetchall()
+        )
+        return [Track.model_validate_json(doc) for (doc,) in rows]
+
+    async def set_track_status(
+        self,
+        track_sid: str,
+        to: TrackStatus,
+        *,
+        from_: Collection[TrackStatus] | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Set the status, only from ``from_`` when given."""
+
+        def change(track: Track) -> bool:
+            if from_ is not None and track.status not in from_:
+                return False
+            track.status = to
+            track.status_reason = reason
+            return True
+
+        return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
+
+    async def update_egress(self, track_sid: str, egress: EgressInfo) -> None:
+        """Replace the egress facts."""
+
+        def change(track: Track) -> bool:
+            track.egress = egress
+            return True
+
+        await self._write(lambda conn: self._modify_track(conn, track_sid, change))
+
+    async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
+        """Add to the live counters in place (no read-modify-write of the document)."""
+
+        def add(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE tracks SET doc = json_set(doc, "
+                "'$.live.audio_received_s', json_extract(doc, '$.live.audio_received_s') + ?, "
+                "'$.live.audio_dropped_s', json_extract(doc, '$.live.audio_dropped_s') + ?) "
+                "WHERE track_sid = ?",
+                (received_s, dropped_s, track_sid),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"track {track_sid!r} is unknown")
+
+        await self._write(add)
+
+    async def count_pending_tracks(self, room: str) -> int:
+        """Count tracks still recording or waiting for / in Whisper."""
+        pending = sorted(s.value for s in PENDING_TRACK_STATUSES)
+        row = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT COUNT(*) FROM tracks WHERE room = ? "
+                f"AND status IN ({','.join('?' * len(pending))})",
+                (room, *pending),
+            ).fetchone()
+        )
+        return int(row[0])
+
+    # Segments ------------------------------------------------------------------------------
+    def _meta(self, conn: sqlite3.Connection, track_sid: str) -> tuple[str, str, float]:
+        meta = self._track_meta.get(track_sid)
+        if meta is None:
+            row = conn.execute(
+                "SELECT room, json_extract(doc, '$.participant_identity'), started_at "
+                "FROM tracks WHERE track_sid = ?",
+                (track_sid,),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"track {track_sid!r} is unknown")
+            meta = (str(row[0]), str(row[1]), float(row[2]))
+            self._track_meta[track_sid] = meta
+        return meta
+
+    def _insert_segments(
+        self,
+        conn: sqlite3.Connection,
+        track_sid: str,
+        source: SegmentSource,
+        segments: Sequence[SegmentIn],
+    ) -> int:
+        """Insert new segments into the open chunk and new ones after it; return the count."""
+        room, identity, started = self._meta(conn, track_sid)
+        fresh: dict[str, SegmentIn] = {}
+        for seg in segments:
+            fresh.setdefault(seg.id, seg)
+        if not fresh:
+            return 0
+        ids = list(fresh)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            for (known,) in conn.execute(
+                f"SELECT id FROM segments WHERE track_sid = ? AND source = ? "
+                f"AND id IN ({','.join('?' * len(part))})",
+                (track_sid, source.value, *part),
+            ):
+                fresh.pop(known, None)
+        if not fresh:
+            return 0
+        last = conn.execute(
+            "SELECT seq, count FROM chunks WHERE track_sid = ? AND source = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (track_sid, source.value),
+        ).fetchone()
+        seq, used = (0, 0) if last is None else (int(last[0]), int(last[1]))
+        if last is not None and used >= self.chunk_size:
+            seq, used = seq + 1, 0
+        rows: list[tuple[Any, ...]] = []
+        chunks: dict[int, list[SegmentIn]] = {}
+        for seg in fresh.values():
+            if used >= self.chunk_size:
+                seq, used = seq + 1, 0
+            used += 1
+            chunks.setdefault(seq, []).append(seg)
+            rows.append(
+                (
+                    track_sid,
+                    source.value,
+                    seg.id,
+                    room,
+                    identity,
+                    seq,
+                    seg.start,
+                    seg.end,
+                    started + seg.start,
+                    started + seg.end,
+                    seg.text,
+                    seg.confidence,
+                    json.dumps([w.model_dump() for w in seg.words], separators=(",", ":")),
+                )
+            )
+        conn.executemany(
+            "INSERT INTO segments (track_sid, source, id, room, participant_identity, "
+            'chunk_seq, start, "end", abs_start, abs_end, text, confidence, words) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO chunks (track_sid, source, seq, room, participant_identity, start, "
+            '"end", count, min_confidence, max_confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) '
+            "ON CONFLICT (track_sid, source, seq) DO UPDATE SET "
+            'start = min(start, excluded.start), "end" = max("end", excluded."end"), '
+            "count = count + excluded.count, "
+            "min_confidence = min(min_confidence, excluded.min_confidence), "
+            "max_confidence = max(max_confidence, excluded.max_confidence)",
+            [
+                (
+                    track_sid,
+                    source.value,
+                    chunk_seq,
+                    room,
+                    identity,
+                    started + min(s.start for s in segs),
+                    started + max(s.end for s in segs),
+                    len(segs),
+                    min(s.confidence for s in segs),
+                    max(s.confidence for s in segs),
+                )
+                for chunk_seq, segs in chunks.items()
+            ],
+        )
+        longest = max(s.end - s.start for s in fresh.values())
+        conn.execute(
+            "INSERT INTO spans (room, source, longest) VALUES (?, ?, ?) "
+            "ON CONFLICT (room, source) DO UPDATE SET longest = max(longest, excluded.longest)",
+            (room, source.value, longest),
+        )
+        return len(fresh)
+
+    async def append_realtime_segments(self, track_sid: str, segments: Sequence[SegmentIn]) -> int:
+        """Append live segments (ids already stored are skipped) and count them on the track."""
+
+        def append(conn: sqlite3.Connection) -> int:
+            added = self._insert_segments(conn, track_sid, SegmentSource.REALTIME, segments)
+            if added:
+                conn.execute(
+                    "UPDATE tracks SET doc = json_set(doc, '$.live.segments', "
+                    "json_extract(doc, '$.live.segments') + ?) WHERE track_sid = ?",
+                    (added, track_sid),
+                )
+            return added
+
+        return await self._write(append)
+
+    async def replace_whisper_segments(
+        self, track_sid: str, segments: Sequence[SegmentIn], *, stats: WhisperStats
+    ) -> None:
+        """Swap the track's Whisper transcript in one transaction."""
+
+        def replace(conn: sqlite3.Connection) -> None:
+            source = SegmentSource.WHISPER.value
+            self._meta(conn, track_sid)
+            conn.execute(
+                "DELETE FROM segments WHERE track_sid = ? AND source = ?", (track_sid, source)
+            )
+            conn.execute(
+                "DELETE FROM chunks WHERE track_sid = ? AND source = ?", (track_sid, source)
+            )
+            self._insert_segments(conn, track_sid, SegmentSource.WHISPER, segments)
+
+            def change(track: Track) -> bool:
+                track.whisper = stats
+                return True
+
+            self._modify_track(conn, track_sid, change)
+
+        await self._write(replace)
+
+    async def list_chunks(self, track_sid: str, source: SegmentSource) -> list[Chunk]:
+        """Return the chunk metadata in sequence order."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                'SELECT room, track_sid, participant_identity, source, seq, start, "end", '
+                "count, min_confidence, max_confidence FROM chunks "
+                "WHERE track_sid = ? AND source = ? ORDER BY seq",
+                (track_sid, source.value),
+            ).fetchall()
+        )
+        keys = Chunk.model_fields.keys()
+        return [Chunk.model_validate(dict(zip(keys, row, strict=True))) for row in rows]
+
+    async def query_transcript(self, query: TranscriptQuery) -> TranscriptPage:
+        """Return one page sorted by ``(abs_start, id)``; see TranscriptStore."""
+        filters = query.model_dump(exclude={"cursor", "limit"}, mode="json")
+        after = None if query.cursor is None else decode_cursor(query.cursor, filters, arity=2)
+
+        def run(conn: sqlite3.Connection) -> list[Segment]:
+            if query.source is TranscriptSource.BEST:
+                corrected = [
+                    sid
+                    for (sid,) in conn.execute(
+                        "SELECT track_sid FROM tracks WHERE room = ? AND status = ?",
+                        (query.room, TrackStatus.TRANSCRIBED.value),
+                    )
+                ]
+                parts = [
+                    self._select(conn, query, SegmentSource.REALTIME, after, exclude=corrected),
+                    self._select(conn, query, SegmentSource.WHISPER, after, only=corrected)
+                    if corrected
+                    else [],
+                ]
+                merged = heapq.merge(*parts, key=lambda s: (s.abs_start, s.id))
+                return [seg for _, seg in zip(range(query.limit + 1), merged, strict=False)]
+            return self._select(conn, query, SegmentSource(query.source.value), after)
+
+        rows = await self._read(run)
+        page = rows[: query.limit]
+        next_cursor = None
+        if len(rows) > query.limit:
+            next_cursor = encode_cursor([page[-1].abs_start, page[-1].id], filters)
+        return TranscriptPage(segments=page, next_cursor=next_cursor)
+
+    def _select(
+        self,
+        conn: sqlite3.Connection,
+        query: TranscriptQuery,
+        source: SegmentSource,
+        after: list[Any] | None,
+        *,
+        only: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[Segment]:
+        where = ["room = ?", "source = ?"]
+        params: list[Any] = [query.room, source.value]
+        if query.track_sid is not None:
+            where.append("track_sid = ?")
+            params.append(query.track_sid)
+        if query.participant_identity is not None:
+            where.append("participant_identity = ?")
+            params.append(query.participant_identity)
+        if only is not None:
+            only = list(only)
+            where.append(f"track_sid IN ({','.join('?' * len(only))})")
+            params.extend(only)
+        exclude = list(exclude)
+        if exclude:
+            where.append(f"track_sid NOT IN ({','.join('?' * len(exclude))})")
+            params.extend(exclude)
+        if query.time_from is not None:
+            row = conn.execute(
+                "SELECT longest FROM spans WHERE room = ? AND source = ?",
+                (query.room, source.value),
+            ).fetchone()
+            longest = 0.0 if row is None else float(row[0])
+            # No segment is longer than ``longest``, so this bound keeps every segment that
+            # overlaps the range and lets the index skip everything before it.
+            where.append("abs_start >= ? AND abs_end > ?")
+            params.extend([query.time_from - longest, query.time_from])
+        if query.time_to is not None:
+            where.append("abs_start < ?")
+            params.append(query.time_to)
+        if query.min_confidence is not None:
+            where.append("confidence >= ?")
+            params.append(query.min_confidence)
+        if after is not None:
+            where.append("(abs_start, id) > (?, ?)")
+            params.extend(after)
+        sql = (
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE {' AND '.join(where)} "
+            "ORDER BY abs_start, id LIMIT ?"
+        )
+        params.append(query.limit + 1)
+        return [
+            Segment(
+                id=row[0],
+                track_sid=row[1],
+                participant_identity=row[2],
+                source=SegmentSource(row[3]),
+                start=row[4],
+                end=row[5],
+                abs_start=row[6],
+                abs_end=row[7],
+                text=row[8],
+                confidence=row[9],
+                words=json.loads(row[10]),
+            )
+            for row in conn.execute(sql, params)
+        ]
+
+    # Whisper jobs --------------------------------------------------------------------------
+    async def claim_job(
+        self, worker: str, *, lease_s: float, max_attempts: int, now: datetime | None = None
+    ) -> Track | None:
+        """Claim the oldest recorded track, or one whose lease expired."""
+        moment = now or utcnow()
+
+        def claim(conn: sqlite3.Connection) -> Track | None:
+            expired = [
+                sid
+                for (sid,) in conn.execute(
+                    "SELECT track_sid FROM tracks WHERE status = ? AND lease_until < ?",
+                    (TrackStatus.TRANSCRIBING.value, _epoch(moment)),
+                )
+            ]
+            for sid in expired:
+
+                def give_up(track: Track) -> bool:
+                    if track.job.attempts < max_attempts:
+                        return False
+                    track.status = TrackStatus.FAILED
+                    track.status_reason = lease_expired_reason(max_attempts)
+                    track.job.lease_until = None
+                    return True
+
+                self._modify_track(conn, sid, give_up)
+            row = conn.execute(
+                "SELECT track_sid FROM tracks "
+                "WHERE (status = ? OR (status = ? AND lease_until < ?)) "
+                "AND json_extract(doc, '$.job.attempts') < ? ORDER BY started_at LIMIT 1",
+                (
+                    TrackStatus.RECORDED.value,
+                    TrackStatus.TRANSCRIBING.value,
+                    _epoch(moment),
+                    max_attempts,
+                ),
+            ).fetchone()
+            if row is None:
+                return None
+            track = self._load_track(conn, row[0])
+            assert track is not None  # read inside the same write transaction
+            track.status = TrackStatus.TRANSCRIBING
+            track.status_reason = None
+            track.job.attempts += 1
+            track.job.worker = worker
+            track.job.lease_until = moment + timedelta(seconds=lease_s)
+            self._save_track(conn, track)
+            return track
+
+        return await self._write(claim)
+
+    def _holder(self, track: Track, worker: str) -> bool:
+        return track.status is TrackStatus.TRANSCRIBING and track.job.worker == worker
+
+    async def renew_lease(self, track_sid: str, worker: str, *, lease_s: float) -> bool:
+        """Extend the lease held by ``worker``."""
+
+        def change(track: Track) -> bool:
+            if not self._holder(track, worker):
+                return False
+            track.job.lease_until = datetime.now(UTC) + timedelta(seconds=lease_s)
+            return True
+
+        return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
+
+    async def complete_job(self, track_sid: str, worker: str) -> bool:
+        """Mark the track transcribed if ``worker`` still holds it."""
+
+        def change(track: Track) -> bool:
+            if not self._holder(track, worker):
+                return False
+            track.status = TrackStatus.TRANSCRIBED
+            track.status_reason = None
+            track.job.lease_until = None
+            track.job.last_error = None
+            return True
+
+        return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
+
+    async def fail_job(
+        self, track_sid: str, worker: str, error: str, *, max_attempts: int
+    ) -> TrackStatus | None:
+        """Count a failed attempt; retry later or give up."""
+
+        def change(track: Track) -> bool:
+            if not self._holder(track, worker):
+                return False
+            track.job.last_error = error
+            track.job.lease_until = None
+            if track.job.attempts >= max_attempts:
+                track.status = TrackStatus.FAILED
+                track.status_reason = attempts_spent_reason(track.job.attempts, error)
+            else:
+                track.status = TrackStatus.RECORDED
+            return True
+
+        def fail(conn: sqlite3.Connection) -> TrackStatus | None:
+            if not self._modify_track(conn, track_sid, change):
+                return None
+            track = self._load_track(conn, track_sid)
+            return None if track is None else track.status
+
+        return await self._write(fail)
+
+    async def release_job(self, track_sid: str, worker: str) -> bool:
+        """Hand an unfinished claim back without counting the attempt."""
+
+        def change(track: Track) -> bool:
+            if not self._holder(track, worker):
+                return False
+            track.status = TrackStatus.RECORDED
+            track.job.attempts = max(0, track.job.attempts - 1)
+            track.job.lease_until = None
+            track.job.worker = None
+            return True
+
+        return await self._write(lambda conn: self._modify_track(conn, track_sid, change))

@@ -1,0 +1,1 @@
+"""stt_service: see README.md for what it will serve."""

@@ -1,0 +1,72 @@
+"""Shared fixtures: one transcript store per backend, so contract tests run on each."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from roomscribe.store import MongoTranscriptStore, SQLiteTranscriptStore, TranscriptStore
+from tests.fakes.mongo import FakeAsyncDatabase
+
+MONGODB_URI = os.environ.get("ROOMSCRIBE_MONGODB_URI")
+
+StoreFactory = Callable[..., Any]
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "mongomock",
+        pytest.param(
+            "mongodb",
+            marks=pytest.mark.skipif(
+                not MONGODB_URI, reason="ROOMSCRIBE_MONGODB_URI is not set: no MongoDB server"
+            ),
+        ),
+    ]
+)
+async def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    """Yield an async factory ``make_store(chunk_size=...)`` for the parametrized backend."""
+    opened: list[TranscriptStore] = []
+    databases: list[str] = []
+
+    async def factory(chunk_size: int = 200) -> TranscriptStore:
+        store: TranscriptStore
+        if request.param == "sqlite":
+            store = SQLiteTranscriptStore(
+                tmp_path / f"{uuid.uuid4().hex}.db", chunk_size=chunk_size
+            )
+        elif request.param == "mongomock":
+            store = MongoTranscriptStore(cast(Any, FakeAsyncDatabase()), chunk_size=chunk_size)
+        else:
+            name = f"roomscribe_test_{uuid.uuid4().hex[:12]}"
+            databases.append(name)
+            assert MONGODB_URI is not None
+            store = MongoTranscriptStore.connect(MONGODB_URI, database=name, chunk_size=chunk_size)
+        await store.init()
+        opened.append(store)
+        return store
+
+    yield factory
+    if databases:
+        from pymongo import AsyncMongoClient
+
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URI)
+        for name in databases:
+            await client.drop_database(name)
+        await client.close()
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., Any]) -> TranscriptStore:
+    """A store of the parametrized backend with the default chunk size."""
+    return cast(TranscriptStore, await make_store())

@@ -1,0 +1,1 @@
+"""tts_service: see README.md for what it will serve."""
