@@ -15,6 +15,7 @@ The hierarchy, drawn as a tree so callers can see what to catch::
     │   ├── TokenExpiredError
     │   └── InvalidTokenError       forged, malformed, wrong audience or issuer
     ├── PermissionDeniedError       a valid token without the right scope (HTTP 403)
+    ├── ProtocolError               a streaming client broke the wire protocol (close 1003)
     └── AudioError                  audio that cannot be used
         └── AudioDecodeError        not a decodable audio file / no audio stream
 
@@ -79,6 +80,18 @@ class InvalidTokenError(AuthError):
 
 class PermissionDeniedError(RoomscribeError):
     """The caller is authenticated but may not see or do this."""
+
+
+class ProtocolError(RoomscribeError):
+    """A streaming client sent something the wire protocol does not allow.
+
+    ``code`` is the machine-readable error code sent back in the ``error`` message.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class AudioError(RoomscribeError):
