@@ -17,6 +17,8 @@ from roomscribe.errors import ConfigurationError
 
 #: The secret a fresh checkout runs with. Accepted only when ``environment`` is ``development``.
 PLACEHOLDER_SECRET = "changethis"
+#: Shortest HMAC secret accepted outside development (RFC 7518 asks for the hash's size).
+MIN_SECRET_BYTES = 32
 
 
 class CoreSettings(BaseSettings):
@@ -40,6 +42,12 @@ class CoreSettings(BaseSettings):
     )
     api_jwks_url: str | None = Field(
         default=None, description="JWKS URL for RS256 bearer tokens of the public REST API."
+    )
+    api_jwt_audience: str | None = Field(
+        default=None, description="Required ``aud`` of public API tokens (unset: not checked)."
+    )
+    api_jwt_issuer: str | None = Field(
+        default=None, description="Required ``iss`` of public API tokens (unset: not checked)."
     )
 
     mongodb_uri: SecretStr | None = Field(
@@ -67,10 +75,13 @@ class CoreSettings(BaseSettings):
         if self.environment != "development":
             for name in ("secret", "api_jwt_secret"):
                 value: SecretStr | None = getattr(self, name)
-                if value is not None and value.get_secret_value() in ("", PLACEHOLDER_SECRET):
+                if value is None:
+                    continue
+                secret = value.get_secret_value()
+                if secret == PLACEHOLDER_SECRET or len(secret.encode()) < MIN_SECRET_BYTES:
                     raise ConfigurationError(
-                        f"ROOMSCRIBE_{name.upper()} is unset or the placeholder "
-                        f"{PLACEHOLDER_SECRET!r}; set a real secret for the "
+                        f"ROOMSCRIBE_{name.upper()} is the placeholder or shorter than "
+                        f"{MIN_SECRET_BYTES} bytes; set a real secret for the "
                         f"{self.environment!r} environment"
                     )
         if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key):

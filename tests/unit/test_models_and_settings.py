@@ -13,6 +13,8 @@ from roomscribe.store import MongoTranscriptStore, SQLiteTranscriptStore, open_s
 
 pytestmark = pytest.mark.unit
 
+STRONG = "x" * 31 + "y"
+
 
 def test_segment_validation() -> None:
     with pytest.raises(ValidationError, match="ends"):
@@ -63,10 +65,12 @@ def test_placeholder_secret_is_refused_outside_development(
     with pytest.raises(ConfigurationError, match="ROOMSCRIBE_API_JWT_SECRET"):
         CoreSettings(
             environment=environment,
-            secret=SecretStr("s3cr3t-for-real"),
+            secret=SecretStr(STRONG),
             api_jwt_secret=SecretStr(""),
         )
-    ok = CoreSettings(environment=environment, secret=SecretStr("s3cr3t-for-real"))
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        CoreSettings(environment=environment, secret=SecretStr("short-but-not-placeholder"))
+    ok = CoreSettings(environment=environment, secret=SecretStr(STRONG))
     assert ok.environment == environment
 
 
