@@ -29,7 +29,9 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     UNSUPPORTED_DATA = 1003  # bad data: malformed JSON, bad audio, oversized frames
+    GOING_AWAY = 1001  # the client went idle past the server's limit
     POLICY_VIOLATION = 1008  # authentication failed
+    SERVICE_RESTART = 1012  # the server is shutting down; reconnect and resume
     TRY_AGAIN_LATER = 1013  # overloaded, or this client's circuit breaker is open
 
 
@@ -46,6 +48,8 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "unauthorized"
     OVERLOADED = "overloaded"
     BREAKER_OPEN = "breaker_open"
+    IDLE_TIMEOUT = "idle_timeout"
+    SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
 
 
