@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -274,6 +275,13 @@ def reference_queries(path: Path, queries: list[tuple[str, TranscriptQuery]]) ->
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     layout = Layout(args.segments, args.rooms, args.tracks_per_room)
     workdir = Path(tempfile.mkdtemp(prefix="roomscribe-bench-"))
+    try:
+        return await measure(args, layout, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def measure(args: argparse.Namespace, layout: Layout, workdir: Path) -> dict[str, Any]:
     store: TranscriptStore
     if args.backend == "mongodb":
         uri = args.mongodb_uri or os.environ.get("ROOMSCRIBE_MONGODB_URI")
