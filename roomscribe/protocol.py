@@ -110,6 +110,9 @@ class PartialMessage(_Message):
     type: Literal["partial"] = "partial"
     text: str
     start_ms: int
+    audio_end_ms: int | None = Field(
+        default=None, description="Track time of the newest audio this result has heard."
+    )
 
 
 class FinalMessage(_Message):
@@ -122,6 +125,9 @@ class FinalMessage(_Message):
     end_ms: int
     confidence: float
     words: list[WireWord] = Field(default_factory=list)
+    audio_end_ms: int | None = Field(
+        default=None, description="Track time of the newest audio this result has heard."
+    )
 
 
 class StatsMessage(_Message):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
-
+from roomscribe.serving import serve
 from stt_service.app import create_app
 from stt_service.settings import SttSettings
 
@@ -14,7 +13,7 @@ def main() -> None:
     """Read the settings once and serve."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = SttSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, ws="websockets")
+    serve(create_app(settings), host=settings.host, port=settings.port)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Response, WebSocket
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from roomscribe.serving import add_shutdown_hook
 from roomscribe.store import TranscriptStore, open_store
 from stt_service.manager import PipelineManager
 from stt_service.metrics import SttMetrics
@@ -59,6 +60,9 @@ def create_app(
             )
         )
         log.info("stt service ready", extra={"languages": factory.languages()})
+        # Streams end while their connections are still open (see roomscribe.serving), so
+        # every client receives its last final before the server closes the socket.
+        add_shutdown_hook(app, lambda: manager.drain(settings.stt_drain_timeout_s))
         try:
             yield
         finally:

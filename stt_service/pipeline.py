@@ -37,6 +37,8 @@ class PartialEvent:
 
     text: str
     start_ms: int
+    #: Track time (ms) of the newest audio the recognizer had when it produced this.
+    audio_end_ms: int
     #: Monotonic time the newest audio in the batch was received, and recognizer seconds.
     received_at: float
     compute_s: float
@@ -62,6 +64,7 @@ class FinalEvent:
     end_ms: int
     confidence: float
     words: list[FinalWord]
+    audio_end_ms: int
     received_at: float
     compute_s: float
 
@@ -352,7 +355,8 @@ class ClientInferencePipeline:
             self._emit_final(utterance, received_at, compute)
         elif partial and partial != self._last_partial:
             self._last_partial = partial
-            self._emit(PartialEvent(partial, self._ms(self._utterance_fed), received_at, compute))
+            start_ms = self._ms(self._utterance_fed)
+            self._emit(PartialEvent(partial, start_ms, self._audio_end_ms(), received_at, compute))
         return True
 
     def _finish_utterance(self, received_at: float, compute: float) -> None:
@@ -367,6 +371,9 @@ class ClientInferencePipeline:
         else:
             self._utterance_fed = self._fed
             self._last_partial = ""
+
+    def _audio_end_ms(self) -> int:
+        return (self._next_offset or 0) * 1000 // self.client_rate
 
     def _ms(self, fed: int) -> int:
         return self._timeline.to_track(fed) * 1000 // self._rec.sample_rate
@@ -395,6 +402,7 @@ class ClientInferencePipeline:
                 end_ms=end_ms,
                 confidence=round(confidence, 4),
                 words=words,
+                audio_end_ms=self._audio_end_ms(),
                 received_at=received_at,
                 compute_s=compute,
             )

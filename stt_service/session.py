@@ -285,7 +285,11 @@ class StreamSession:
                 await self._send(_final_message(event))
                 latency = metrics.final_latency
             else:
-                await self._send(PartialMessage(text=event.text, start_ms=event.start_ms))
+                await self._send(
+                    PartialMessage(
+                        text=event.text, start_ms=event.start_ms, audio_end_ms=event.audio_end_ms
+                    )
+                )
                 latency = metrics.partial_latency
             total = time.monotonic() - event.received_at
             latency.observe(total)
@@ -366,6 +370,7 @@ def _final_message(event: FinalEvent) -> FinalMessage:
         start_ms=event.start_ms,
         end_ms=event.end_ms,
         confidence=event.confidence,
+        audio_end_ms=event.audio_end_ms,
         words=[
             WireWord(word=w.word, start_ms=w.start_ms, end_ms=w.end_ms, confidence=w.confidence)
             for w in event.words

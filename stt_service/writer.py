@@ -103,7 +103,8 @@ class SegmentWriter:
                 self._metrics.store_errors.inc()
                 log.warning("cannot register track: %s", exc, extra={"track_sid": sid})
         for sid in list(self._segments):
-            batch = self._segments[sid]
+            # A copy: sessions keep appending to the live list while this write is awaited.
+            batch = list(self._segments[sid])
             if not batch or (sid in self._tracks and sid not in self._known):
                 continue
             try:
@@ -151,4 +152,7 @@ class SegmentWriter:
             if await self.flush():
                 return
             await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
-        log.error("segments left unwritten at shutdown", extra={"count": self._buffered})
+        log.error(
+            "segments left unwritten at shutdown",
+            extra={"count": self._buffered, "tracks": sorted(self._segments)},
+        )

@@ -70,3 +70,11 @@ async def make_store(
 async def store(make_store: Callable[..., Any]) -> TranscriptStore:
     """A store of the parametrized backend with the default chunk size."""
     return cast(TranscriptStore, await make_store())
+
+
+@pytest.fixture(scope="session")
+def vosk_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic tone-word Vosk model (built once per test run)."""
+    from devkit.synthetic_vosk import build_synthetic_vosk_model
+
+    return build_synthetic_vosk_model(tmp_path_factory.mktemp("models") / "vosk-en")

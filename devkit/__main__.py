@@ -1,0 +1,149 @@
+"""``python -m devkit``: run Roomscribe without outside infrastructure.
+
+Subcommands (each one registers itself in :func:`build_parser`):
+
+- ``models``: write the models folder layout (DESIGN.md section 9: ``vosk/<lang>/``, ...).
+  ``--synthetic`` builds models locally that the real engines load; downloading real models
+  is not implemented yet.
+
+Later subcommands (``livekit-emulator``, ``demo``) add a ``_add_<name>_command`` function and
+one line in :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, cast
+
+from devkit.synthetic_vosk import (
+    VOSK_VARIANTS,
+    VoskVariant,
+    build_synthetic_vosk_model,
+    synthetic_vosk_model_ready,
+)
+
+# Subcommand handlers take the parsed arguments and return the process exit status.
+_Handler = Callable[[argparse.Namespace], int]
+
+#: Exit status for a request this tool cannot serve (argparse uses it for usage errors too).
+EXIT_UNSUPPORTED: Final = 2
+
+_DEFAULT_MODELS_DIR: Final = "var/models"
+
+
+def _languages(value: str) -> list[str]:
+    """Parse ``--languages en,de`` into ``["en", "de"]``."""
+    languages = [part.strip() for part in value.split(",") if part.strip()]
+    if not languages:
+        raise argparse.ArgumentTypeError("give at least one language code, e.g. en or en,de")
+    for language in languages:
+        if not language.replace("-", "").replace("_", "").isalnum():
+            raise argparse.ArgumentTypeError(f"{language!r} is not a language code")
+    return languages
+
+
+def _add_models_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "models",
+        help="write the models folder (vosk/<lang>/, ...)",
+        description=(
+            "Write the models folder that every service reads (ROOMSCRIBE_MODELS_DIR): "
+            "vosk/<lang>/ is a Vosk model directory. With --synthetic, build models locally "
+            "that the real engines load (the Vosk one hears pure tones as words; see "
+            "devkit.tones). Downloading real models is not implemented yet."
+        ),
+    )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="build synthetic models instead of downloading real ones",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("ROOMSCRIBE_MODELS_DIR") or _DEFAULT_MODELS_DIR),
+        metavar="DIR",
+        help="models folder to write (default: $ROOMSCRIBE_MODELS_DIR or %(default)s)",
+    )
+    parser.add_argument(
+        "--vosk-variant",
+        choices=VOSK_VARIANTS,
+        default="tiny",
+        help=(
+            "synthetic Vosk size: tiny (tone detector only) or small (adds ~4M random "
+            "parameters that cost CPU like a small real model, for benchmarks); "
+            "default %(default)s"
+        ),
+    )
+    parser.add_argument(
+        "--languages",
+        type=_languages,
+        default=["en"],
+        metavar="LANGS",
+        help="comma-separated language codes, one vosk/<lang>/ each (default: en)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)"
+    )
+    parser.set_defaults(handler=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    if not args.synthetic:
+        print(
+            "devkit models: downloading real models is not implemented yet; "
+            "use --synthetic to build synthetic ones.",
+            file=sys.stderr,
+        )
+        return EXIT_UNSUPPORTED
+    models_dir: Path = args.out
+    variant = cast(VoskVariant, args.vosk_variant)
+    seed: int = args.seed
+    print(f"models folder: {models_dir}", flush=True)
+    for language in args.languages:
+        target = models_dir / "vosk" / language
+        if synthetic_vosk_model_ready(target, variant=variant, seed=seed):
+            print(f"vosk/{language}: synthetic {variant} model already built")
+            continue
+        print(f"vosk/{language}: building synthetic {variant} model ...", flush=True)
+        started = time.perf_counter()
+        build_synthetic_vosk_model(target, variant=variant, seed=seed)
+        elapsed = time.perf_counter() - started
+        print(f"vosk/{language}: done in {elapsed:.2f} s -> {target}", flush=True)
+    # Said plainly so nobody mistakes the folder for a complete set.
+    print("whisper/, kokoro/: no synthetic builder here yet (skipped)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``python -m devkit`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="python -m devkit",
+        description="Run Roomscribe without outside infrastructure.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_models_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one devkit subcommand.
+
+    Args:
+        argv: The arguments after ``python -m devkit``; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status.
+    """
+    args = build_parser().parse_args(argv)
+    handler = cast(_Handler, args.handler)
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
