@@ -10,7 +10,6 @@ on many machines cannot both win.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
@@ -45,6 +44,13 @@ from roomscribe.store.base import (
     RoomPage,
     attempts_spent_reason,
     lease_expired_reason,
+)
+from roomscribe.store.common import (
+    StoreLookups,
+    first_of_each_id,
+    merge_in_order,
+    transcript_cursor,
+    transcript_page,
 )
 from roomscribe.store.cursor import decode_cursor, encode_cursor
 
@@ -111,7 +117,7 @@ def _chunk_doc(
     }
 
 
-class MongoTranscriptStore:
+class MongoTranscriptStore(StoreLookups):
     """Transcript store on a MongoDB database (see the module docstring)."""
 
     def __init__(
@@ -195,13 +201,6 @@ class MongoTranscriptStore:
         """Return the room, or ``None``."""
         doc = await self._rooms.find_one({"_id": name})
         return None if doc is None else Room.model_validate(doc)
-
-    async def get_room(self, name: str) -> Room:
-        """Return the room or raise NotFoundError."""
-        room = await self.find_room(name)
-        if room is None:
-            raise NotFoundError(f"room {name!r} is not registered")
-        return room
 
     async def list_rooms(
         self,
@@ -291,13 +290,6 @@ class MongoTranscriptStore:
         doc = await self._tracks.find_one({"_id": track_sid})
         return None if doc is None else Track.model_validate(doc)
 
-    async def get_track(self, track_sid: str) -> Track:
-        """Return the track or raise NotFoundError."""
-        track = await self.find_track(track_sid)
-        if track is None:
-            raise NotFoundError(f"track {track_sid!r} is unknown")
-        return track
-
     async def list_tracks(self, room: str) -> list[Track]:
         """Return the room's tracks by start time."""
         docs = (
@@ -360,9 +352,7 @@ class MongoTranscriptStore:
         """Push new segments into the open chunk, opening new chunks as they fill."""
         meta = await self._meta(track_sid)
         source = SegmentSource.REALTIME
-        fresh: dict[str, SegmentIn] = {}
-        for seg in segments:
-            fresh.setdefault(seg.id, seg)
+        fresh = first_of_each_id(segments)
         if not fresh:
             return 0
         async for chunk in self._chunks.find(
@@ -423,10 +413,7 @@ class MongoTranscriptStore:
         meta = await self._meta(track_sid)
         source = SegmentSource.WHISPER
         await self._chunks.delete_many({"track_sid": track_sid, "source": source.value})
-        unique: dict[str, SegmentIn] = {}
-        for seg in segments:
-            unique.setdefault(seg.id, seg)
-        docs = [_segment_doc(s, meta[2]) for s in unique.values()]
+        docs = [_segment_doc(s, meta[2]) for s in first_of_each_id(segments).values()]
         chunks = [
             _chunk_doc(meta, track_sid, source, seq, docs[i : i + self.chunk_size])
             for seq, i in enumerate(range(0, len(docs), self.chunk_size))
@@ -448,9 +435,7 @@ class MongoTranscriptStore:
 
     async def query_transcript(self, query: TranscriptQuery) -> TranscriptPage:
         """Return one page sorted by ``(abs_start, id)``; see TranscriptStore."""
-        filters = query.model_dump(exclude={"cursor", "limit"}, mode="json")
-        after = None if query.cursor is None else decode_cursor(query.cursor, filters, arity=2)
-        want = query.limit + 1
+        after = transcript_cursor(query)
         if query.source is TranscriptSource.BEST:
             corrected = [
                 d["_id"]
@@ -463,15 +448,10 @@ class MongoTranscriptStore:
                 parts.append(
                     await self._select(query, SegmentSource.WHISPER, after, only=corrected)
                 )
-            merged = heapq.merge(*parts, key=lambda s: (s.abs_start, s.id))
-            rows = [seg for _, seg in zip(range(want), merged, strict=False)]
+            rows = merge_in_order(parts, query.limit + 1)
         else:
             rows = await self._select(query, SegmentSource(query.source.value), after)
-        page = rows[: query.limit]
-        next_cursor = None
-        if len(rows) > query.limit:
-            next_cursor = encode_cursor([page[-1].abs_start, page[-1].id], filters)
-        return TranscriptPage(segments=page, next_cursor=next_cursor)
+        return transcript_page(rows, query)
 
     async def _select(
         self,

@@ -14,7 +14,6 @@ write is in progress). Blocking SQLite calls never run on the event loop.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -51,6 +50,13 @@ from roomscribe.store.base import (
     RoomPage,
     attempts_spent_reason,
     lease_expired_reason,
+)
+from roomscribe.store.common import (
+    StoreLookups,
+    first_of_each_id,
+    merge_in_order,
+    transcript_cursor,
+    transcript_page,
 )
 from roomscribe.store.cursor import decode_cursor, encode_cursor
 
@@ -181,7 +187,7 @@ class _Connections:
             self._opened.clear()
 
 
-class SQLiteTranscriptStore:
+class SQLiteTranscriptStore(StoreLookups):
     """Transcript store in one SQLite file (see the module docstring for the design)."""
 
     def __init__(
@@ -335,13 +341,6 @@ class SQLiteTranscriptStore:
         """Return the room, or ``None`` when it is not registered."""
         return await self._read(lambda conn: self._load_room(conn, name))
 
-    async def get_room(self, name: str) -> Room:
-        """Return the room or raise NotFoundError."""
-        room = await self.find_room(name)
-        if room is None:
-            raise NotFoundError(f"room {name!r} is not registered")
-        return room
-
     async def list_rooms(
         self,
         *,
@@ -472,13 +471,6 @@ class SQLiteTranscriptStore:
         """Return the track or ``None``."""
         return await self._read(lambda conn: self._load_track(conn, track_sid))
 
-    async def get_track(self, track_sid: str) -> Track:
-        """Return the track or raise NotFoundError."""
-        track = await self.find_track(track_sid)
-        if track is None:
-            raise NotFoundError(f"track {track_sid!r} is unknown")
-        return track
-
     async def list_tracks(self, room: str) -> list[Track]:
         """Return the room's tracks by start time."""
         rows = await self._read(
@@ -568,9 +560,7 @@ class SQLiteTranscriptStore:
     ) -> int:
         """Insert new segments into the open chunk and new ones after it; return the count."""
         room, identity, started = self._meta(conn, track_sid)
-        fresh: dict[str, SegmentIn] = {}
-        for seg in segments:
-            fresh.setdefault(seg.id, seg)
+        fresh = first_of_each_id(segments)
         if not fresh:
             return 0
         ids = list(fresh)
@@ -708,8 +698,7 @@ class SQLiteTranscriptStore:
 
     async def query_transcript(self, query: TranscriptQuery) -> TranscriptPage:
         """Return one page sorted by ``(abs_start, id)``; see TranscriptStore."""
-        filters = query.model_dump(exclude={"cursor", "limit"}, mode="json")
-        after = None if query.cursor is None else decode_cursor(query.cursor, filters, arity=2)
+        after = transcript_cursor(query)
 
         def run(conn: sqlite3.Connection) -> list[Segment]:
             if query.source is TranscriptSource.BEST:
@@ -726,16 +715,10 @@ class SQLiteTranscriptStore:
                     if corrected
                     else [],
                 ]
-                merged = heapq.merge(*parts, key=lambda s: (s.abs_start, s.id))
-                return [seg for _, seg in zip(range(query.limit + 1), merged, strict=False)]
+                return merge_in_order(parts, query.limit + 1)
             return self._select(conn, query, SegmentSource(query.source.value), after)
 
-        rows = await self._read(run)
-        page = rows[: query.limit]
-        next_cursor = None
-        if len(rows) > query.limit:
-            next_cursor = encode_cursor([page[-1].abs_start, page[-1].id], filters)
-        return TranscriptPage(segments=page, next_cursor=next_cursor)
+        return transcript_page(await self._read(run), query)
 
     def _select(
         self,
