@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,stt
+EXTRAS ?= dev,stt,orchestrator
 
 .PHONY: setup test check bench-store clean
 

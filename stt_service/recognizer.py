@@ -83,7 +83,7 @@ class VoskRecognizer:
 
     def __init__(self, model: Any, sample_rate: int) -> None:
         """Create a recognizer on a shared, already loaded ``vosk.Model``."""
-        import vosk  # type: ignore[import-untyped]
+        import vosk
 
         self.sample_rate = sample_rate
         self._rec = vosk.KaldiRecognizer(model, float(sample_rate))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-import vosk  # type: ignore[import-untyped]
+import vosk
 
 from devkit.__main__ import main as devkit_main
 from devkit.synthetic_vosk import (

@@ -1,0 +1,197 @@
+"""The public REST API: rooms, tracks, transcripts and exports (Bearer JWT, scoped)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from orchestrator_service.deps import PrincipalDep, StateDep
+from orchestrator_service.exports import ExportFormat, render
+from orchestrator_service.schemas import RoomDetail, RoomPublic, RoomsPage, TrackPublic
+from roomscribe.errors import NotFoundError
+from roomscribe.models import (
+    RoomStatus,
+    Segment,
+    TranscriptPage,
+    TranscriptQuery,
+    TranscriptSource,
+)
+from roomscribe.store import TranscriptStore
+
+router = APIRouter(prefix="/v1", tags=["transcripts"])
+
+_EXPORT_PAGE = 1000
+
+
+class TranscriptFilters:
+    """The transcript query parameters shared by the JSON and export endpoints."""
+
+    def __init__(
+        self,
+        participant: Annotated[
+            str | None, Query(description="Only this participant identity.")
+        ] = None,
+        source: Annotated[
+            TranscriptSource,
+            Query(description="realtime, whisper, or best (Whisper where it is done)."),
+        ] = TranscriptSource.BEST,
+        time_from: Annotated[
+            float | None,
+            Query(alias="from", description="Segments ending after this time (epoch seconds)."),
+        ] = None,
+        time_to: Annotated[
+            float | None,
+            Query(alias="to", description="Segments starting before this time (epoch seconds)."),
+        ] = None,
+        min_confidence: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    ) -> None:
+        """Collect the filters from the query string."""
+        self.participant = participant
+        self.source = source
+        self.time_from = time_from
+        self.time_to = time_to
+        self.min_confidence = min_confidence
+
+    def query(
+        self, room: str, *, track_sid: str | None = None, limit: int, cursor: str | None
+    ) -> TranscriptQuery:
+        """Build the store query (422 when ``from`` is after ``to``)."""
+        if (
+            self.time_from is not None
+            and self.time_to is not None
+            and self.time_from > self.time_to
+        ):
+            from fastapi.exceptions import RequestValidationError
+
+            raise RequestValidationError(
+                [{"loc": ("query", "from"), "msg": "'from' is after 'to'", "type": "value_error"}]
+            )
+        return TranscriptQuery(
+            room=room,
+            track_sid=track_sid,
+            participant_identity=self.participant,
+            source=self.source,
+            time_from=self.time_from,
+            time_to=self.time_to,
+            min_confidence=self.min_confidence,
+            limit=limit,
+            cursor=cursor,
+        )
+
+
+Filters = Annotated[TranscriptFilters, Depends()]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+Cursor = Annotated[str | None, Query(description="``next_cursor`` of the previous page.")]
+
+
+@router.get("/rooms", response_model=RoomsPage, summary="List rooms, newest first")
+async def list_rooms(
+    state: StateDep,
+    principal: PrincipalDep,
+    status: RoomStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Cursor = None,
+) -> RoomsPage:
+    """Rooms the caller may read (all for admins), filtered by status, paged by cursor."""
+    names = None if principal.is_admin else principal.rooms
+    page = await state.store.list_rooms(status=status, names=names, limit=limit, cursor=cursor)
+    return RoomsPage(
+        rooms=[RoomPublic.model_validate(r.model_dump()) for r in page.rooms],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/rooms/{room}", response_model=RoomDetail, summary="A room with its tracks")
+async def get_room(room: str, state: StateDep, principal: PrincipalDep) -> RoomDetail:
+    """The room's status, participants, summary, and every track with its live stats."""
+    principal.require_room(room)
+    found = await state.store.get_room(room)
+    tracks = await state.store.list_tracks(room)
+    return RoomDetail.model_validate(
+        found.model_dump()
+        | {"tracks": [TrackPublic.model_validate(t.model_dump()) for t in tracks]}
+    )
+
+
+@router.get(
+    "/rooms/{room}/transcript",
+    response_model=TranscriptPage,
+    summary="A room's transcript, one page at a time",
+)
+async def room_transcript(
+    room: str,
+    state: StateDep,
+    principal: PrincipalDep,
+    filters: Filters,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> TranscriptPage:
+    """Segments of every track, sorted by absolute start time, speaker-attributed."""
+    principal.require_room(room)
+    await state.store.get_room(room)
+    return await state.store.query_transcript(filters.query(room, limit=limit, cursor=cursor))
+
+
+@router.get(
+    "/rooms/{room}/tracks/{track_sid}/transcript",
+    response_model=TranscriptPage,
+    summary="One track's transcript",
+)
+async def track_transcript(
+    room: str,
+    track_sid: str,
+    state: StateDep,
+    principal: PrincipalDep,
+    filters: Filters,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> TranscriptPage:
+    """Segments of one track, sorted by time."""
+    principal.require_room(room)
+    track = await state.store.get_track(track_sid)
+    if track.room != room:
+        raise NotFoundError(f"track {track_sid!r} is not in room {room!r}")
+    query = filters.query(room, track_sid=track_sid, limit=limit, cursor=cursor)
+    return await state.store.query_transcript(query)
+
+
+async def _all_segments(store: TranscriptStore, query: TranscriptQuery) -> AsyncIterator[Segment]:
+    cursor = None
+    while True:
+        page = await store.query_transcript(query.model_copy(update={"cursor": cursor}))
+        for seg in page.segments:
+            yield seg
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+@router.get(
+    "/rooms/{room}/transcript.{fmt}",
+    summary="Export a room's transcript (srt, vtt, txt, json)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {f.media_type.split(";")[0]: {} for f in ExportFormat}}},
+)
+async def export_transcript(
+    room: str, fmt: ExportFormat, state: StateDep, principal: PrincipalDep, filters: Filters
+) -> StreamingResponse:
+    """The whole transcript, streamed; times start at the first track's start."""
+    principal.require_room(room)
+    found = await state.store.get_room(room)
+    tracks = await state.store.list_tracks(room)
+    origin = min((t.started_at for t in tracks), default=found.created_at).timestamp()
+    speakers = {
+        t.participant_identity: t.participant_name or t.participant_identity for t in tracks
+    }
+    query = filters.query(room, limit=_EXPORT_PAGE, cursor=None)
+    body = render(
+        fmt, _all_segments(state.store, query), origin=origin, speakers=speakers, room=room
+    )
+    return StreamingResponse(
+        body,
+        media_type=fmt.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{room}.{fmt.value}"'},
+    )

@@ -1,0 +1,105 @@
+"""Transcript exports: SRT, WebVTT, speaker-attributed text, and JSON.
+
+Every format is rendered as a stream of text pieces from an async iterator of segments, so
+a long meeting is exported page by page without holding it in memory. Times are relative to
+``origin`` (the meeting's start, epoch seconds), never negative.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from enum import StrEnum
+
+from roomscribe.models import Segment
+
+
+class ExportFormat(StrEnum):
+    """The export formats ``GET .../transcript.{format}`` serves."""
+
+    SRT = "srt"
+    VTT = "vtt"
+    TXT = "txt"
+    JSON = "json"
+
+    @property
+    def media_type(self) -> str:
+        """The HTTP content type of this format."""
+        return {
+            ExportFormat.SRT: "application/x-subrip; charset=utf-8",
+            ExportFormat.VTT: "text/vtt; charset=utf-8",
+            ExportFormat.TXT: "text/plain; charset=utf-8",
+            ExportFormat.JSON: "application/json",
+        }[self]
+
+
+def clock(seconds: float, *, decimal: str = ".", hours_always: bool = True) -> str:
+    """Format seconds as ``HH:MM:SS.mmm`` (``,`` before the milliseconds for SRT)."""
+    millis = max(0, round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, ms = divmod(rest, 1000)
+    if not hours_always and hours == 0:
+        return f"{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
+
+
+def _one_line(text: str) -> str:
+    # A blank line ends a cue in SRT and VTT; transcript text must never contain one.
+    return " ".join(text.split())
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _span(seg: Segment, origin: float) -> tuple[float, float]:
+    start = max(0.0, seg.abs_start - origin)
+    # Players reject cues that end before they start; zero-length ones get a frame.
+    return start, max(start + 0.04, seg.abs_end - origin)
+
+
+async def render(
+    fmt: ExportFormat,
+    segments: AsyncIterator[Segment],
+    *,
+    origin: float,
+    speakers: Mapping[str, str],
+    room: str,
+) -> AsyncIterator[str]:
+    """Yield the export of ``segments`` (sorted by time) piece by piece.
+
+    Args:
+        fmt: The format.
+        segments: The transcript, in ``(abs_start, id)`` order.
+        origin: Epoch seconds that become 00:00:00.
+        speakers: Display names by participant identity (identity when missing).
+        room: The room's name (JSON export header).
+    """
+    index = 0
+    if fmt is ExportFormat.VTT:
+        yield "WEBVTT\n\n"
+    elif fmt is ExportFormat.JSON:
+        yield json.dumps({"room": room, "origin": origin})[:-1] + ', "segments": ['
+    async for seg in segments:
+        index += 1
+        speaker = speakers.get(seg.participant_identity, seg.participant_identity)
+        text = _one_line(seg.text)
+        start, end = _span(seg, origin)
+        if fmt is ExportFormat.SRT:
+            yield (
+                f"{index}\n{clock(start, decimal=',')} --> {clock(end, decimal=',')}\n"
+                f"{_one_line(speaker)}: {text}\n\n"
+            )
+        elif fmt is ExportFormat.VTT:
+            yield (
+                f"{seg.id}\n{clock(start)} --> {clock(end)}\n"
+                f"<v {_vtt_escape(_one_line(speaker))}>{_vtt_escape(text)}\n\n"
+            )
+        elif fmt is ExportFormat.TXT:
+            yield f"[{clock(start)[:-4]}] {speaker}: {text}\n"
+        else:
+            item = seg.model_dump(mode="json") | {"speaker": speaker, "offset_s": start}
+            yield ("," if index > 1 else "") + "\n" + json.dumps(item)
+    if fmt is ExportFormat.JSON:
+        yield "\n]}\n"

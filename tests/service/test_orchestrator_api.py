@@ -1,0 +1,315 @@
+"""The public REST API over real HTTP: JWT scopes, rooms, transcripts, paging, exports."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import srt
+import webvtt
+
+from orchestrator_service.app import create_app
+from orchestrator_service.settings import OrchestratorSettings
+from roomscribe.models import RoomStatus, SegmentIn, TrackCreate, TrackStatus, WhisperStats
+from roomscribe.store import SQLiteTranscriptStore
+from tests.servers import serve
+
+pytestmark = pytest.mark.service
+
+API_SECRET = "api-test-secret-0123456789abcdefghijkl"
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def token(*, secret: str = API_SECRET, exp_in: float = 300, **claims: Any) -> str:
+    payload = {"sub": "tester", "exp": int(time.time() + exp_in), **claims}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+ADMIN = token(roles=["admin"])
+VIEWER = token(rooms=["standup"])
+
+
+def auth(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+async def seed(store: SQLiteTranscriptStore) -> None:
+    for name in ("standup", "retro", "planning"):
+        await store.register_room(name, sid=f"RM_{name}")
+    await store.transition_room("retro", to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED})
+    for sid, who, name, offset in (("TR_a", "alice", "Alice", 0.0), ("TR_b", "bob", "Bob", 1.5)):
+        await store.upsert_track(
+            TrackCreate(
+                track_sid=sid,
+                room="standup",
+                participant_identity=who,
+                participant_name=name,
+                started_at=T0 + timedelta(seconds=offset),
+            )
+        )
+        await store.append_realtime_segments(
+            sid,
+            [
+                SegmentIn(
+                    id=f"{sid}-{i:09d}",
+                    start=2.0 * i,
+                    end=2.0 * i + 1.5,
+                    text=f"{who} says {i}",
+                    confidence=0.5 + (i % 5) / 10,
+                )
+                for i in range(30)
+            ],
+        )
+        await store.add_live_stats(sid, received_s=61.0, dropped_s=0.2)
+    await store.upsert_track(
+        TrackCreate(track_sid="TR_r", room="retro", participant_identity="carol", started_at=T0)
+    )
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, SQLiteTranscriptStore]]:
+    store = SQLiteTranscriptStore(tmp_path / "api.db")
+    await store.init()
+    await seed(store)
+    settings = OrchestratorSettings(
+        api_jwt_secret=API_SECRET,
+        sqlite_path=tmp_path / "api.db",
+    )
+    async with (
+        serve(create_app(settings, store=store)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        yield client, store
+    await store.close()
+
+
+async def pages(
+    client: httpx.AsyncClient, path: str, who: str, **params: Any
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        res = await client.get(path, params=query, headers=auth(who))
+        assert res.status_code == 200, res.text
+        body = res.json()
+        out.extend(body["segments"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return out
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "unauthorized"),
+        ({"Authorization": "Basic abc"}, "unauthorized"),
+        (auth("not-a-jwt"), "unauthorized"),
+        (
+            auth(token(secret="someone-elses-secret-0123456789abcdef", roles=["admin"])),
+            "unauthorized",
+        ),
+        (auth(token(exp_in=-60, roles=["admin"])), "token_expired"),
+    ],
+)
+async def test_requests_without_a_valid_token_are_refused(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore], headers: dict[str, str], code: str
+) -> None:
+    client, _ = api
+    res = await client.get("/v1/rooms", headers=headers)
+    assert res.status_code == 401
+    assert res.json()["error"]["code"] == code
+    assert res.headers["www-authenticate"] == "Bearer"
+
+
+async def test_admin_sees_every_room_and_pages_through_them(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    first = (await client.get("/v1/rooms", params={"limit": 2}, headers=auth(ADMIN))).json()
+    assert len(first["rooms"]) == 2 and first["next_cursor"]
+    second = (
+        await client.get(
+            "/v1/rooms", params={"limit": 2, "cursor": first["next_cursor"]}, headers=auth(ADMIN)
+        )
+    ).json()
+    names = [r["name"] for r in first["rooms"] + second["rooms"]]
+    assert sorted(names) == ["planning", "retro", "standup"]
+    assert second["next_cursor"] is None
+    active = (await client.get("/v1/rooms?status=active", headers=auth(ADMIN))).json()
+    assert [r["name"] for r in active["rooms"]] == ["retro"]
+    bad = await client.get("/v1/rooms?status=sleeping", headers=auth(ADMIN))
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_viewer_sees_only_their_rooms(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    rooms = (await client.get("/v1/rooms", headers=auth(VIEWER))).json()["rooms"]
+    assert [r["name"] for r in rooms] == ["standup"]
+    for path in (
+        "/v1/rooms/retro",
+        "/v1/rooms/retro/transcript",
+        "/v1/rooms/retro/transcript.srt",
+        "/v1/rooms/retro/tracks/TR_r/transcript",
+        "/v1/rooms/nonexistent",
+    ):
+        res = await client.get(path, headers=auth(VIEWER))
+        assert res.status_code == 403, path
+        assert res.json()["error"]["code"] == "forbidden"
+    nobody = token()  # a valid token that grants no room
+    assert (await client.get("/v1/rooms", headers=auth(nobody))).json()["rooms"] == []
+    assert (await client.get("/v1/rooms/standup", headers=auth(nobody))).status_code == 403
+
+
+async def test_room_detail_has_tracks_and_live_stats(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    room = (await client.get("/v1/rooms/standup", headers=auth(VIEWER))).json()
+    assert room["status"] == "registered" and room["sid"] == "RM_standup"
+    assert [t["track_sid"] for t in room["tracks"]] == ["TR_a", "TR_b"]
+    assert room["tracks"][0]["live"] == {
+        "audio_received_s": 61.0,
+        "audio_dropped_s": 0.2,
+        "segments": 30,
+    }
+    missing = await client.get("/v1/rooms/nope", headers=auth(ADMIN))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+async def test_transcript_pages_filters_and_errors(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    everything = await pages(client, "/v1/rooms/standup/transcript", VIEWER, limit=7)
+    assert len(everything) == 60
+    starts = [s["abs_start"] for s in everything]
+    assert starts == sorted(starts)
+    assert {s["participant_identity"] for s in everything} == {"alice", "bob"}
+
+    bob = await pages(client, "/v1/rooms/standup/transcript", VIEWER, participant="bob")
+    assert len(bob) == 30 and {s["track_sid"] for s in bob} == {"TR_b"}
+    t0 = T0.timestamp()
+    window = await pages(
+        client, "/v1/rooms/standup/transcript", VIEWER, **{"from": t0 + 10, "to": t0 + 20}
+    )
+    assert window and all(s["abs_end"] > t0 + 10 and s["abs_start"] < t0 + 20 for s in window)
+    confident = await pages(client, "/v1/rooms/standup/transcript", VIEWER, min_confidence=0.85)
+    assert confident and all(s["confidence"] >= 0.85 for s in confident)
+    track = await pages(client, "/v1/rooms/standup/tracks/TR_a/transcript", VIEWER, limit=9)
+    assert len(track) == 30 and {s["participant_identity"] for s in track} == {"alice"}
+
+    first = (await client.get("/v1/rooms/standup/transcript?limit=5", headers=auth(VIEWER))).json()
+    reused = await client.get(
+        "/v1/rooms/standup/transcript",
+        params={"cursor": first["next_cursor"], "participant": "bob"},
+        headers=auth(VIEWER),
+    )
+    assert reused.status_code == 400 and reused.json()["error"]["code"] == "invalid_cursor"
+    backwards = await client.get("/v1/rooms/standup/transcript?from=20&to=10", headers=auth(VIEWER))
+    assert backwards.status_code == 422
+    assert "from" in backwards.json()["error"]["message"]
+    bad_conf = await client.get(
+        "/v1/rooms/standup/transcript?min_confidence=2", headers=auth(VIEWER)
+    )
+    assert bad_conf.status_code == 422
+    other_room = await client.get("/v1/rooms/retro/tracks/TR_a/transcript", headers=auth(ADMIN))
+    assert other_room.status_code == 404
+
+
+async def test_best_source_prefers_whisper_once_transcribed(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, store = api
+    await store.replace_whisper_segments(
+        "TR_a",
+        [SegmentIn(id="TR_a-w1", start=0.0, end=30.0, text="corrected alice")],
+        stats=WhisperStats(model="tiny", audio_s=60, real_time_factor=0.05, segments=1),
+    )
+    await store.set_track_status("TR_a", TrackStatus.TRANSCRIBED)
+    best = await pages(client, "/v1/rooms/standup/transcript", VIEWER)
+    assert [s["text"] for s in best if s["track_sid"] == "TR_a"] == ["corrected alice"]
+    assert len([s for s in best if s["track_sid"] == "TR_b"]) == 30
+    live = await pages(client, "/v1/rooms/standup/transcript", VIEWER, source="realtime")
+    assert len(live) == 60
+
+
+async def test_paging_stays_stable_while_segments_arrive(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, store = api
+    seen: list[str] = []
+    cursor = None
+    extra = 0
+    while True:
+        params: dict[str, Any] = {"limit": 8, "source": "realtime"}
+        if cursor:
+            params["cursor"] = cursor
+        body = (
+            await client.get("/v1/rooms/standup/transcript", params=params, headers=auth(VIEWER))
+        ).json()
+        seen.extend(s["id"] for s in body["segments"])
+        # Live captions keep landing while the client pages.
+        await store.append_realtime_segments(
+            "TR_b",
+            [
+                SegmentIn(
+                    id=f"TR_b-late-{extra:03d}", start=100.0 + extra, end=100.5 + extra, text="late"
+                )
+            ],
+        )
+        extra += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert len(seen) >= 60
+
+
+async def test_exports_parse_with_standard_parsers(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    res = await client.get("/v1/rooms/standup/transcript.srt", headers=auth(VIEWER))
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("application/x-subrip")
+    assert 'filename="standup.srt"' in res.headers["content-disposition"]
+    subs = list(srt.parse(res.text))
+    assert len(subs) == 60
+    assert subs[0].content == "Alice: alice says 0" and subs[0].start.total_seconds() == 0.0
+    assert subs[1].content == "Bob: bob says 0" and subs[1].start.total_seconds() == 1.5
+
+    vtt = await client.get("/v1/rooms/standup/transcript.vtt?participant=bob", headers=auth(VIEWER))
+    captions = webvtt.from_string(vtt.text).captions
+    assert len(captions) == 30 and {c.voice for c in captions} == {"Bob"}
+
+    txt = await client.get("/v1/rooms/standup/transcript.txt", headers=auth(VIEWER))
+    assert txt.text.splitlines()[0] == "[00:00:00] Alice: alice says 0"
+    data = json.loads(
+        (await client.get("/v1/rooms/standup/transcript.json", headers=auth(ADMIN))).text
+    )
+    assert len(data["segments"]) == 60 and data["room"] == "standup"
+    unknown = await client.get("/v1/rooms/standup/transcript.docx", headers=auth(ADMIN))
+    assert unknown.status_code == 422
+
+
+async def test_ops_endpoints_and_openapi(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    assert (await client.get("/metrics")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
+    assert "/v1/rooms/{room}/transcript" in schema["paths"]
+    assert schema["components"]["schemas"]["RoomPublic"]["examples"]
+    assert (await client.get("/docs")).status_code == 200
