@@ -120,6 +120,78 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_livekit_emulator_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = commands.add_parser(
+        "livekit-emulator",
+        help="serve a LiveKit API/webhook/egress emulator",
+        description=(
+            "Serve the LiveKit server API the orchestrator uses (Twirp RoomService and "
+            "Egress, protobuf bodies) and send LiveKit-signed webhooks; track egress writes "
+            "OGG/Opus recordings into the objects folder. Rooms are scripted in-process "
+            "(devkit.livekit_emulator.LiveKitEmulator), e.g. by the demo."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=7880, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--webhook-url", metavar="URL", help="where to POST webhooks (default: none are sent)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LIVEKIT_API_KEY") or "devkey",
+        help="API key (default: $LIVEKIT_API_KEY or %(default)s)",
+    )
+    parser.add_argument(
+        "--api-secret",
+        default=os.environ.get("LIVEKIT_API_SECRET"),
+        help="API secret (default: $LIVEKIT_API_SECRET; required)",
+    )
+    parser.add_argument(
+        "--objects-dir",
+        type=Path,
+        default=Path(os.environ.get("ROOMSCRIBE_OBJECTS_DIR") or "var/objects"),
+        metavar="DIR",
+        help="folder egress writes recordings to (default: $ROOMSCRIBE_OBJECTS_DIR or %(default)s)",
+    )
+    parser.set_defaults(handler=_run_livekit_emulator)
+
+
+def _run_livekit_emulator(args: argparse.Namespace) -> int:
+    # Imported here: livekit-api, uvicorn and PyAV belong to other extras than `models` needs.
+    import asyncio
+    import contextlib
+
+    from devkit.livekit_emulator import LiveKitEmulator
+    from roomscribe.objectstore import LocalObjectStore
+
+    if not args.api_secret:
+        print(
+            "devkit livekit-emulator: give --api-secret or set LIVEKIT_API_SECRET", file=sys.stderr
+        )
+        return EXIT_UNSUPPORTED
+
+    async def serve() -> None:
+        store = LocalObjectStore(args.objects_dir)
+        await store.init()
+        emulator = LiveKitEmulator(args.api_key, args.api_secret, store, args.webhook_url)
+        print(
+            f"LiveKit emulator on {args.host}:{args.port}; webhooks to "
+            f"{args.webhook_url or '(none)'}; recordings in {args.objects_dir}",
+            flush=True,
+        )
+        try:
+            await emulator.serve(args.host, args.port)
+        finally:
+            await emulator.aclose()
+
+    # uvicorn stops on SIGINT, then re-raises it once it has shut down.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``python -m devkit`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -128,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_models_command(commands)
+    _add_livekit_emulator_command(commands)
     return parser
 
 

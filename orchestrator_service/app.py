@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from orchestrator_service import hooks
 from orchestrator_service.api import router
 from orchestrator_service.deps import OrchestratorState
 from orchestrator_service.errors import error_body, install_error_handlers
+from orchestrator_service.gateway import LiveKitGateway
+from orchestrator_service.lifecycle import RoomLifecycle
+from orchestrator_service.metrics import OrchestratorMetrics
 from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.auth import ApiTokenVerifier
 from roomscribe.errors import StoreError
 from roomscribe.store import TranscriptStore, open_store
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None = None) -> FastAPI:
@@ -25,7 +34,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         settings: The orchestrator's settings.
         store: A transcript store to use instead of the one the settings describe.
     """
-    registry = CollectorRegistry()
+    metrics = OrchestratorMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,10 +42,28 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         await transcripts.init()
         configured = settings.api_jwt_secret is not None or settings.api_jwks_url is not None
         verifier = ApiTokenVerifier.from_settings(settings) if configured else None
-        app.state.orchestrator = OrchestratorState(settings, transcripts, verifier)
+        gateway = LiveKitGateway(settings)
+        lifecycle = RoomLifecycle(transcripts, gateway, metrics)
+        lifecycle.start()
+        app.state.orchestrator = OrchestratorState(
+            settings=settings,
+            store=transcripts,
+            verifier=verifier,
+            lifecycle=lifecycle,
+            webhooks=hooks.webhook_receiver(
+                settings.livekit_api_key, settings.livekit_api_secret.get_secret_value()
+            ),
+            metrics=metrics,
+        )
+        reconciler = asyncio.create_task(_reconcile_forever(lifecycle, settings))
         try:
             yield
         finally:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+            await lifecycle.close()
+            await gateway.close()
             if store is None:
                 await transcripts.close()
 
@@ -48,6 +75,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(hooks.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -67,8 +95,18 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         """Prometheus text exposition."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _reconcile_forever(lifecycle: RoomLifecycle, settings: OrchestratorSettings) -> None:
+    """Every interval, repair what lost webhooks left behind."""
+    while True:
+        await asyncio.sleep(settings.reconcile_interval_s)
+        try:
+            await lifecycle.reconcile()
+        except Exception:  # the next round tries again; a bad round must not end the loop
+            log.exception("reconcile round failed")

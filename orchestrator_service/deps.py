@@ -7,7 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from livekit import api
 
+from orchestrator_service.lifecycle import RoomLifecycle
+from orchestrator_service.metrics import OrchestratorMetrics
 from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.auth import ApiPrincipal, ApiTokenVerifier
 from roomscribe.errors import AuthError
@@ -21,6 +24,9 @@ class OrchestratorState:
     settings: OrchestratorSettings
     store: TranscriptStore
     verifier: ApiTokenVerifier | None
+    lifecycle: RoomLifecycle
+    webhooks: api.WebhookReceiver
+    metrics: OrchestratorMetrics
 
 
 def get_state(request: Request) -> OrchestratorState:

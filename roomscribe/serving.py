@@ -8,8 +8,10 @@ first, while the connections are still open.
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
@@ -43,3 +45,28 @@ def serve(app: Any, *, host: str, port: int) -> None:
     """Run ``app`` until SIGINT/SIGTERM, draining it before connections close."""
     config = uvicorn.Config(app, host=host, port=port, ws="websockets-sansio", proxy_headers=True)
     DrainingServer(config, app).run()
+
+
+@asynccontextmanager
+async def running(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` in the current event loop and yield its base URL (``http://host:port``).
+
+    Port 0 picks a free port. Used by tests, benchmarks and the demo, which run several
+    services in one process; lifespan and drain hooks run as in production.
+    """
+    config = uvicorn.Config(
+        app, host=host, port=port, ws="websockets-sansio", log_level="warning", lifespan="on"
+    )
+    server = DrainingServer(config, app)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # startup failed: raise its error here
+                raise RuntimeError("server stopped during startup")
+            await asyncio.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()
+        yield f"http://{bound[0]}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

@@ -1,0 +1,110 @@
+"""LiveKit webhooks and the agent's internal calls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from livekit import api
+from pydantic import BaseModel
+
+from orchestrator_service.deps import StateDep
+from orchestrator_service.errors import error_body
+from orchestrator_service.schemas import RoomPublic
+from roomscribe.auth import InternalClaims, verify_internal_token
+from roomscribe.errors import AuthError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["integration"])
+
+#: Larger bodies are not LiveKit webhooks (those are a few kilobytes).
+_MAX_WEBHOOK_BYTES = 1 << 20
+
+
+@router.post(
+    "/v1/webhooks/livekit",
+    summary="LiveKit webhook receiver",
+    responses={401: {"description": "Missing, forged or tampered signature"}},
+)
+async def livekit_webhook(
+    request: Request,
+    state: StateDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Verify the signature (API key/secret, body hash) and apply the event.
+
+    Answers as soon as the registry is updated; calls back to LiveKit run in the background.
+    """
+    started = time.perf_counter()
+    metrics = state.metrics
+    body = await request.body()
+    if len(body) > _MAX_WEBHOOK_BYTES:
+        metrics.webhooks.labels(event="unknown", outcome="too_large").inc()
+        return JSONResponse(error_body("too_large", "webhook body too large"), status_code=413)
+    if not authorization:
+        metrics.webhooks.labels(event="unknown", outcome="unsigned").inc()
+        return JSONResponse(
+            error_body("unauthorized", "missing Authorization header"), status_code=401
+        )
+    try:
+        event = state.webhooks.receive(body.decode("utf-8"), authorization)
+    except Exception as exc:  # livekit-api raises bare Exceptions for bad signatures
+        metrics.webhooks.labels(event="unknown", outcome="rejected").inc()
+        log.info("webhook rejected: %s", exc)
+        return JSONResponse(
+            error_body("unauthorized", "invalid webhook signature"), status_code=401
+        )
+    outcome = await state.lifecycle.handle(event)
+    metrics.webhooks.labels(event=event.event or "unknown", outcome=outcome).inc()
+    metrics.webhook_seconds.observe(time.perf_counter() - started)
+    metrics.livekit_queue.set(state.lifecycle.queued)
+    return JSONResponse({"status": outcome})
+
+
+async def internal_caller(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> InternalClaims:
+    """Verify an internal service token meant for the orchestrator."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("missing 'Authorization: Bearer <internal token>' header")
+    return verify_internal_token(
+        state.settings.secret.get_secret_value(), token.strip(), audience="orchestrator"
+    )
+
+
+Internal = Annotated[InternalClaims, Depends(internal_caller)]
+
+
+class FinalizeResult(BaseModel):
+    """What finalize did."""
+
+    room: RoomPublic
+    completed: bool
+
+
+@router.post("/v1/internal/rooms/{room}/register", response_model=RoomPublic)
+async def register_room(room: str, state: StateDep, caller: Internal) -> RoomPublic:
+    """Register a room for transcription and start recording tracks already published."""
+    registered = await state.lifecycle.register(room)
+    log.info("room registered", extra={"room": room, "by": caller.subject})
+    return RoomPublic.model_validate(registered.model_dump())
+
+
+@router.post("/v1/internal/rooms/{room}/finalize", response_model=FinalizeResult)
+async def finalize_room(room: str, state: StateDep, caller: Internal) -> FinalizeResult:
+    """The meeting ended: mark the room final (it completes when no track is pending)."""
+    await state.store.get_room(room)
+    completed = await state.lifecycle.finalize(room)
+    log.info("room finalized", extra={"room": room, "by": caller.subject})
+    found = await state.store.get_room(room)
+    return FinalizeResult(room=RoomPublic.model_validate(found.model_dump()), completed=completed)
+
+
+def webhook_receiver(api_key: str, api_secret: str) -> api.WebhookReceiver:
+    """LiveKit's own verifier: the JWT's signature, and its sha256 claim against the body."""
+    return api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))

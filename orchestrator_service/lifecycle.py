@@ -1,0 +1,414 @@
+"""Room and track lifecycle: what webhooks, the agent and the reconciler make happen.
+
+Every handler is idempotent and tolerates events out of order, because LiveKit retries
+webhooks, may drop them when its queue is full, and delivers them concurrently. State moves
+only through conditional store updates, so a duplicate or late event cannot move a track or
+room backwards. Calls to LiveKit (egress start and stop) never run while a webhook waits:
+they go to a background queue with retries and backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from livekit.api.twirp_client import ServerError
+from livekit.protocol.egress import EgressInfo as LkEgressInfo
+from livekit.protocol.egress import EgressStatus as LkEgressStatus
+from livekit.protocol.models import TrackType
+from livekit.protocol.webhook import WebhookEvent
+
+from orchestrator_service.gateway import LiveKitGateway, audio_tracks, recording_key
+from orchestrator_service.metrics import OrchestratorMetrics
+from roomscribe.models import (
+    EgressInfo,
+    EgressStatus,
+    Room,
+    RoomStatus,
+    TrackCreate,
+    TrackStatus,
+    utcnow,
+)
+from roomscribe.store import TranscriptStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: LiveKit errors that retrying cannot fix.
+_PERMANENT = frozenset(
+    {
+        "not_found",
+        "invalid_argument",
+        "permission_denied",
+        "unauthenticated",
+        "already_exists",
+        "failed_precondition",  # e.g. stopping an egress that already ended by itself
+    }
+)
+_ENDED = {
+    LkEgressStatus.EGRESS_COMPLETE,
+    LkEgressStatus.EGRESS_FAILED,
+    LkEgressStatus.EGRESS_ABORTED,
+    LkEgressStatus.EGRESS_LIMIT_REACHED,
+}
+#: An egress that hit its limit still wrote a (shorter) file: transcribe what there is.
+_RECORDED = {LkEgressStatus.EGRESS_COMPLETE, LkEgressStatus.EGRESS_LIMIT_REACHED}
+_LIVE_ROOM = {RoomStatus.REGISTERED, RoomStatus.ACTIVE}
+
+
+class PermanentLiveKitError(Exception):
+    """LiveKit refused a call in a way no retry will change."""
+
+
+def _when(epoch: int, *, nanos: bool = False) -> datetime:
+    if epoch <= 0:
+        return utcnow()
+    return datetime.fromtimestamp(epoch / 1e9 if nanos else epoch, UTC)
+
+
+class RoomLifecycle:
+    """Applies LiveKit events and agent calls to the registry, and drives egress."""
+
+    def __init__(
+        self,
+        store: TranscriptStore,
+        gateway: LiveKitGateway,
+        metrics: OrchestratorMetrics,
+        *,
+        attempts: int = 5,
+        backoff_s: float = 0.5,
+    ) -> None:
+        """Wire the lifecycle to its store, LiveKit gateway and metrics."""
+        self._store = store
+        self._lk = gateway
+        self._metrics = metrics
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+
+    # Background LiveKit calls --------------------------------------------------------------
+    def start(self, workers: int = 4) -> None:
+        """Start the tasks that make LiveKit calls."""
+        for i in range(workers):
+            self._workers.append(asyncio.create_task(self._work(), name=f"livekit-calls-{i}"))
+
+    async def close(self) -> None:
+        """Stop the background tasks (queued calls are abandoned; the reconciler redoes them)."""
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+
+    async def idle(self) -> None:
+        """Wait until every queued LiveKit call has finished (tests, shutdown)."""
+        await self._jobs.join()
+
+    @property
+    def queued(self) -> int:
+        """LiveKit calls waiting to run."""
+        return self._jobs.qsize()
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                await job()
+            except Exception:  # one failed job must not stop the others; it is logged
+                log.exception("background LiveKit job failed")
+            finally:
+                self._jobs.task_done()
+
+    async def _call(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Call LiveKit with retries and exponential backoff on transient failures."""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                result = await call()
+            except ServerError as exc:
+                # A real server answers bad credentials with a plain-text 401 (code "unknown").
+                permanent = exc.code in _PERMANENT or exc.status in (401, 403)
+                if permanent or attempt == self._attempts:
+                    self._metrics.livekit_calls.labels(op=op, outcome="failed").inc()
+                    raise PermanentLiveKitError(f"{op}: {exc.code}: {exc.message}") from exc
+            except (OSError, TimeoutError) as exc:  # aiohttp's connection errors are OSErrors
+                if attempt == self._attempts:
+                    self._metrics.livekit_calls.labels(op=op, outcome="failed").inc()
+                    raise PermanentLiveKitError(f"{op}: LiveKit unreachable: {exc}") from exc
+            else:
+                self._metrics.livekit_calls.labels(op=op, outcome="ok").inc()
+                return result
+            self._metrics.livekit_calls.labels(op=op, outcome="retry").inc()
+            await asyncio.sleep(self._backoff_s * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    # Webhooks ------------------------------------------------------------------------------
+    async def handle(self, event: WebhookEvent) -> str:
+        """Apply one verified webhook; returns what happened (for metrics and logs)."""
+        room_name = event.room.name or event.egress_info.room_name
+        room = await self._store.find_room(room_name) if room_name else None
+        if room is None:
+            log.debug("webhook for an unregistered room ignored", extra={"event": event.event})
+            return "ignored"
+        kind = event.event
+        if kind == "room_started":
+            await self._store.register_room(room.name, sid=event.room.sid or None)
+            await self._store.transition_room(
+                room.name, to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED}
+            )
+        elif kind == "room_finished":
+            await self.finalize(room.name)
+        elif kind in ("participant_joined", "participant_left"):
+            if event.participant.identity:
+                await self._store.add_participant(room.name, event.participant.identity)
+        elif kind == "track_published":
+            if event.track.type != TrackType.AUDIO:
+                return "ignored"
+            await self.track_published(
+                room,
+                identity=event.participant.identity,
+                name=event.participant.name or None,
+                track_sid=event.track.sid,
+                started_at=_when(event.created_at),
+            )
+        elif kind == "track_unpublished":
+            await self.track_unpublished(event.track.sid)
+        elif kind in ("egress_started", "egress_updated"):
+            await self.egress_progress(event.egress_info)
+        elif kind == "egress_ended":
+            await self.egress_ended(event.egress_info)
+        else:
+            return "ignored"
+        return "handled"
+
+    async def track_published(
+        self,
+        room: Room,
+        *,
+        identity: str,
+        name: str | None,
+        track_sid: str,
+        started_at: datetime,
+    ) -> None:
+        """Record the track and have its egress started (once)."""
+        await self._store.add_participant(room.name, identity)
+        track = await self._store.upsert_track(
+            TrackCreate(
+                track_sid=track_sid,
+                room=room.name,
+                participant_identity=identity,
+                participant_name=name,
+                started_at=started_at,
+            )
+        )
+        if track.status is TrackStatus.RECORDING and track.egress.id is None:
+            await self._jobs.put(lambda: self._start_egress(track_sid))
+
+    async def _start_egress(self, track_sid: str) -> None:
+        track = await self._store.get_track(track_sid)
+        # Re-checked here, not only when queued: a duplicate event may have queued it twice.
+        if track.status is not TrackStatus.RECORDING or track.egress.id is not None:
+            return
+        key = recording_key(track.room, track.participant_identity, track_sid)
+        try:
+            info = await self._call(
+                "start_track_egress",
+                lambda: self._lk.start_track_egress(track.room, track_sid, key),
+            )
+        except PermanentLiveKitError as exc:
+            await self._fail_track(track_sid, f"egress could not start: {exc}")
+            return
+        await self._store.update_egress(
+            track_sid,
+            EgressInfo(
+                id=info.egress_id, status=EgressStatus.STARTING, object_key=key, updated_at=utcnow()
+            ),
+        )
+        if info.status in _ENDED:  # it ended before its start was even recorded
+            await self.egress_ended(info)
+
+    async def track_unpublished(self, track_sid: str) -> None:
+        """Have the track's egress stopped (LiveKit then reports its end)."""
+        track = await self._store.find_track(track_sid)
+        if track is None or track.status is not TrackStatus.RECORDING:
+            return
+        await self._jobs.put(lambda: self._stop_egress(track_sid))
+
+    async def _stop_egress(self, track_sid: str) -> None:
+        track = await self._store.get_track(track_sid)
+        egress_id = track.egress.id
+        if track.status is not TrackStatus.RECORDING or egress_id is None:
+            return
+        try:
+            await self._call("stop_egress", lambda: self._lk.stop_egress(egress_id))
+        except PermanentLiveKitError as exc:
+            # Usually: it already ended by itself (track gone); egress_ended tells the rest.
+            log.info("stop egress: %s", exc, extra={"track_sid": track_sid})
+
+    async def egress_progress(self, info: LkEgressInfo) -> None:
+        """Note that an egress started or is running."""
+        track = await self._store.find_track(info.track.track_id)
+        if track is None or track.status is not TrackStatus.RECORDING:
+            return
+        status = (
+            EgressStatus.ACTIVE
+            if info.status == LkEgressStatus.EGRESS_ACTIVE
+            else EgressStatus.STARTING
+        )
+        await self._store.update_egress(
+            track.track_sid,
+            track.egress.model_copy(
+                update={"id": info.egress_id, "status": status, "updated_at": utcnow()}
+            ),
+        )
+
+    async def egress_ended(self, info: LkEgressInfo) -> None:
+        """A recording finished: the track becomes claimable by Whisper, or failed."""
+        track = await self._store.find_track(info.track.track_id)
+        if track is None:
+            log.info("egress_ended for an unknown track", extra={"egress_id": info.egress_id})
+            return
+        ok = info.status in _RECORDED
+        key = track.egress.object_key or recording_key(
+            track.room, track.participant_identity, track.track_sid
+        )
+        if track.status is TrackStatus.RECORDING:
+            await self._store.update_egress(
+                track.track_sid,
+                EgressInfo(
+                    id=info.egress_id,
+                    status=EgressStatus.COMPLETE if ok else EgressStatus.FAILED,
+                    object_key=key,
+                    error=info.error or None,
+                    updated_at=utcnow(),
+                ),
+            )
+        if ok:
+            await self._store.set_track_status(
+                track.track_sid, TrackStatus.RECORDED, from_={TrackStatus.RECORDING}
+            )
+            await self.check_and_complete_room(track.room)
+        else:
+            reason = info.error or LkEgressStatus.Name(info.status)
+            await self._fail_track(track.track_sid, f"egress failed: {reason}")
+
+    async def _fail_track(self, track_sid: str, reason: str) -> None:
+        if await self._store.set_track_status(
+            track_sid, TrackStatus.FAILED, from_={TrackStatus.RECORDING}, reason=reason
+        ):
+            log.warning("track failed: %s", reason, extra={"track_sid": track_sid})
+        track = await self._store.get_track(track_sid)
+        await self.check_and_complete_room(track.room)
+
+    # Agent calls ---------------------------------------------------------------------------
+    async def register(self, room_name: str) -> Room:
+        """Register a room and sweep tracks published before registration."""
+        room = await self._store.register_room(room_name)
+        try:
+            participants = await self._call(
+                "list_participants", lambda: self._lk.list_participants(room_name)
+            )
+        except PermanentLiveKitError as exc:
+            log.warning("sweep skipped: %s", exc, extra={"room": room_name})
+            return room
+        if participants:
+            await self._store.transition_room(
+                room_name, to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED}
+            )
+        for participant in participants:
+            for track_sid in audio_tracks(participant):
+                await self.track_published(
+                    room,
+                    identity=participant.identity,
+                    name=participant.name or None,
+                    track_sid=track_sid,
+                    started_at=_when(participant.joined_at),
+                )
+        return await self._store.get_room(room_name)
+
+    async def finalize(self, room_name: str) -> bool:
+        """The meeting is over: complete the room once no track is pending."""
+        await self._store.transition_room(room_name, to=RoomStatus.FINAL_ROOM, from_=_LIVE_ROOM)
+        return await self.check_and_complete_room(room_name)
+
+    async def check_and_complete_room(self, room_name: str) -> bool:
+        """Complete the room if it is final and nothing is pending; ``True`` for the winner.
+
+        Called on every track status change and on finalize, possibly concurrently: the
+        conditional ``final_room -> summarizing`` transition lets exactly one caller win.
+        """
+        if await self._store.count_pending_tracks(room_name) > 0:
+            return False
+        if not await self._store.transition_room(
+            room_name, to=RoomStatus.SUMMARIZING, from_={RoomStatus.FINAL_ROOM}
+        ):
+            return False
+        # Summaries are built in a later step; until then the room completes without one.
+        await self._store.transition_room(
+            room_name,
+            to=RoomStatus.COMPLETED,
+            from_={RoomStatus.SUMMARIZING},
+            reason="no summary: summaries are not generated yet",
+        )
+        self._metrics.rooms_completed.inc()
+        return True
+
+    # Reconciler ----------------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Repair what lost webhooks left behind, for every live or final room."""
+        for status in (RoomStatus.ACTIVE, RoomStatus.FINAL_ROOM):
+            cursor = None
+            while True:
+                page = await self._store.list_rooms(status=status, limit=100, cursor=cursor)
+                for room in page.rooms:
+                    try:
+                        await self.reconcile_room(room)
+                    except PermanentLiveKitError as exc:
+                        log.warning("reconcile: %s", exc, extra={"room": room.name})
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+
+    async def reconcile_room(self, room: Room) -> None:
+        """Compare one room's tracks with LiveKit's egress list and fix differences."""
+        tracks = [t for t in await self._store.list_tracks(room.name)]
+        recording = [t for t in tracks if t.status is TrackStatus.RECORDING]
+        if recording:
+            egresses = await self._call("list_egress", lambda: self._lk.list_egress(room.name))
+            by_track = {e.track.track_id: e for e in egresses if e.track.track_id}
+            published: set[str] | None = None
+            for track in recording:
+                egress = by_track.get(track.track_sid)
+                if egress is not None and egress.status in _ENDED:
+                    self._metrics.repairs.labels(kind="lost_egress_ended").inc()
+                    await self.egress_ended(egress)
+                elif egress is not None and track.egress.id is None:
+                    self._metrics.repairs.labels(kind="lost_egress_started").inc()
+                    await self.egress_progress(egress)
+                elif egress is None and track.egress.id is None:
+                    if published is None:
+                        published = await self._published_tracks(room.name)
+                    if track.track_sid in published:
+                        self._metrics.repairs.labels(kind="missing_egress").inc()
+                        await self._jobs.put(
+                            lambda sid=track.track_sid: self._start_egress(sid)  # type: ignore[misc]
+                        )
+                    elif room.status is RoomStatus.FINAL_ROOM:
+                        self._metrics.repairs.labels(kind="never_recorded").inc()
+                        await self._fail_track(
+                            track.track_sid, "the track ended before its recording started"
+                        )
+        if room.status is RoomStatus.FINAL_ROOM:
+            await self.check_and_complete_room(room.name)
+
+    async def _published_tracks(self, room_name: str) -> set[str]:
+        try:
+            participants = await self._call(
+                "list_participants", lambda: self._lk.list_participants(room_name)
+            )
+        except PermanentLiveKitError:
+            return set()
+        return {sid for p in participants for sid in audio_tracks(p)}

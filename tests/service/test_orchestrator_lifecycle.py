@@ -1,0 +1,324 @@
+"""Webhooks, registration, egress and completion through the real livekit-api client.
+
+LiveKit is the devkit emulator (Twirp endpoints, signed webhooks, egress into the object
+store); the orchestrator runs on a real server and receives the emulator's webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from livekit.protocol.models import Room
+from livekit.protocol.webhook import WebhookEvent
+
+from devkit.livekit_emulator import LiveKitEmulator
+from devkit.webhooks import WEBHOOK_CONTENT_TYPE, sign_webhook, webhook_body
+from orchestrator_service.app import create_app
+from orchestrator_service.lifecycle import RoomLifecycle
+from orchestrator_service.settings import OrchestratorSettings
+from roomscribe.auth import issue_internal_token
+from roomscribe.models import RoomStatus, TrackStatus
+from roomscribe.objectstore import LocalObjectStore
+from roomscribe.store import SQLiteTranscriptStore
+from tests.servers import serve
+
+pytestmark = pytest.mark.service
+
+KEY = "devkey"
+SECRET = "livekit-test-secret-0123456789abcdefgh"
+INTERNAL = "internal-test-secret-0123456789abcdefg"
+
+
+def tone(seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
+
+
+@dataclass
+class World:
+    http: httpx.AsyncClient
+    lk: LiveKitEmulator
+    store: SQLiteTranscriptStore
+    objects: LocalObjectStore
+    lifecycle: RoomLifecycle
+    url: str
+
+    def internal(self, audience: str = "orchestrator", secret: str = INTERNAL) -> dict[str, str]:
+        token = issue_internal_token(secret, audience=audience, subject="agent")
+        return {"Authorization": f"Bearer {token}"}
+
+    async def register(self, room: str) -> dict[str, Any]:
+        res = await self.http.post(f"/v1/internal/rooms/{room}/register", headers=self.internal())
+        assert res.status_code == 200, res.text
+        return dict(res.json())
+
+    async def finalize(self, room: str) -> dict[str, Any]:
+        res = await self.http.post(f"/v1/internal/rooms/{room}/finalize", headers=self.internal())
+        assert res.status_code == 200, res.text
+        return dict(res.json())
+
+    async def settle(self) -> None:
+        """Let webhooks and background LiveKit calls run until nothing moves."""
+        for _ in range(3):
+            await self.lk.wait_idle()
+            await self.lifecycle.idle()
+            await asyncio.sleep(0.05)
+
+    async def track_status(self, sid: str) -> TrackStatus:
+        return (await self.store.get_track(sid)).status
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    store = SQLiteTranscriptStore(tmp_path / "orch.db")
+    await store.init()
+    objects = LocalObjectStore(tmp_path / "objects")
+    await objects.init()
+    lk = LiveKitEmulator(api_key=KEY, api_secret=SECRET, object_store=objects, webhook_url=None)
+    async with serve(lk.app) as lk_url:
+        settings = OrchestratorSettings(
+            secret=INTERNAL,
+            livekit_url=lk_url,
+            livekit_api_key=KEY,
+            livekit_api_secret=SECRET,
+            sqlite_path=tmp_path / "orch.db",
+            reconcile_interval_s=3600,
+        )
+        app = create_app(settings, store=store)
+        async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+            lk.webhooks.url = f"{url}/v1/webhooks/livekit"
+            yield World(http, lk, store, objects, app.state.orchestrator.lifecycle, url)
+            await lk.aclose()
+    await store.close()
+
+
+# Signatures ----------------------------------------------------------------------------------
+def event(kind: str = "room_started", room: str = "standup") -> WebhookEvent:
+    return WebhookEvent(event=kind, id=f"EV_{kind}", created_at=1_790_000_000, room=Room(name=room))
+
+
+@pytest.mark.parametrize(
+    "case", ["unsigned", "forged", "tampered", "expired", "garbage", "bearer-prefixed-forgery"]
+)
+async def test_bad_webhook_signatures_are_refused(world: World, case: str) -> None:
+    await world.register("standup")
+    body = webhook_body(event("room_finished"))
+    headers = {"Content-Type": WEBHOOK_CONTENT_TYPE}
+    if case == "forged":
+        headers["Authorization"] = sign_webhook(body, KEY, "not-the-secret-0123456789abcdefghijk")
+    elif case == "tampered":
+        headers["Authorization"] = sign_webhook(body, KEY, SECRET)
+        body = body.replace("standup", "standuq")
+    elif case == "expired":
+        headers["Authorization"] = sign_webhook(
+            body, KEY, SECRET, ttl=-datetime.timedelta(minutes=10)
+        )
+    elif case == "garbage":
+        headers["Authorization"] = "x.y.z"
+    elif case == "bearer-prefixed-forgery":
+        headers["Authorization"] = "Bearer " + sign_webhook(
+            body, KEY, "wrong-secret-0123456789abcdefghijkl"
+        )
+    res = await world.http.post("/v1/webhooks/livekit", content=body, headers=headers)
+    assert res.status_code == 401
+    assert res.json()["error"]["code"] == "unauthorized"
+    room = await world.store.get_room("standup")
+    assert room.status is not RoomStatus.FINAL_ROOM  # nothing was applied
+
+
+async def test_signed_webhook_for_unregistered_room_does_nothing(world: World) -> None:
+    body = webhook_body(event("room_started", room="someone-elses"))
+    res = await world.http.post(
+        "/v1/webhooks/livekit",
+        content=body,
+        headers={"Authorization": sign_webhook(body, KEY, SECRET)},
+    )
+    assert res.status_code == 200 and res.json() == {"status": "ignored"}
+    assert await world.store.find_room("someone-elses") is None
+
+
+async def test_internal_endpoints_need_an_internal_token(world: World) -> None:
+    for headers in (
+        {},
+        world.internal(audience="stt"),
+        world.internal(secret="other-internal-secret-0123456789abcdef"),
+    ):
+        res = await world.http.post("/v1/internal/rooms/standup/register", headers=headers)
+        assert res.status_code == 401
+    assert await world.store.find_room("standup") is None
+
+
+# The recording path --------------------------------------------------------------------------
+async def test_sweep_egress_and_recording(world: World) -> None:
+    lk = world.lk
+    await lk.create_room("standup")
+    await lk.join("standup", "alice", "Alice")
+    early = await lk.publish_audio("standup", "alice", tone(1.0))  # before registration
+    room = await world.register("standup")
+    assert room["status"] == "active"
+    await world.settle()
+    alice = await world.store.get_track(early)
+    assert alice.egress.id is not None and alice.participant_name == "Alice"
+    assert alice.egress.object_key == f"rooms/standup/alice/{early}.ogg"
+
+    await lk.join("standup", "bob")
+    late = await lk.publish_audio("standup", "bob", tone(0.8, 660))
+    await world.settle()
+    assert (await world.store.get_track(late)).egress.id is not None
+    await lk.unpublish("standup", late)
+    await world.settle()
+    assert await world.track_status(late) is TrackStatus.RECORDED
+    info = await world.objects.stat(f"rooms/standup/bob/{late}.ogg")
+    assert info.size > 0
+
+    await lk.end_room("standup")
+    await world.settle()
+    assert await world.track_status(early) is TrackStatus.RECORDED
+    done = await world.store.get_room("standup")
+    # Recorded tracks wait for Whisper: the room is final, not complete.
+    assert done.status is RoomStatus.FINAL_ROOM
+    assert sorted(done.participants) == ["alice", "bob"]
+
+
+async def test_egress_failure_marks_the_track_and_does_not_block(world: World) -> None:
+    lk = world.lk
+    await lk.create_room("standup")
+    await world.register("standup")
+    await lk.join("standup", "alice")
+    lk.fail_next_egress("disk full")
+    sid = await lk.publish_audio("standup", "alice", tone())
+    await world.settle()
+    await lk.unpublish("standup", sid)
+    await lk.end_room("standup")
+    await world.settle()
+    track = await world.store.get_track(sid)
+    assert track.status is TrackStatus.FAILED
+    assert track.status_reason is not None and "disk full" in track.status_reason
+    # No other track is pending, so the room completes.
+    assert (await world.store.get_room("standup")).status is RoomStatus.COMPLETED
+
+
+async def test_duplicated_webhooks_leave_the_same_state(world: World) -> None:
+    lk = world.lk
+    lk.duplicate_webhooks(True)
+    await lk.create_room("standup")
+    await world.register("standup")
+    await lk.join("standup", "alice")
+    sid = await lk.publish_audio("standup", "alice", tone())
+    await world.settle()
+    await lk.unpublish("standup", sid)
+    await world.settle()
+    track = await world.store.get_track(sid)
+    assert track.status is TrackStatus.RECORDED
+    egresses = await world.lifecycle._lk.list_egress("standup")
+    assert len(egresses) == 1  # one egress per track, however often the event came
+
+
+async def test_reordered_and_replayed_events_converge(world: World) -> None:
+    lk = world.lk
+    await lk.create_room("standup")
+    await world.register("standup")
+    await lk.join("standup", "alice")
+    sid = await lk.publish_audio("standup", "alice", tone())
+    await world.settle()
+    first_egress = (await world.store.get_track(sid)).egress.id
+    lk.hold_webhooks()
+    await lk.unpublish("standup", sid)
+    await lk.wait_idle()
+    # egress_ended now arrives before track_unpublished.
+    lk.release_webhooks(reverse=True)
+    await world.settle()
+    assert await world.track_status(sid) is TrackStatus.RECORDED
+    # A late replay of the whole history changes nothing and starts no second egress.
+    for ev in list(lk.delivered):
+        body = webhook_body(ev)
+        res = await world.http.post(
+            "/v1/webhooks/livekit",
+            content=body,
+            headers={"Authorization": sign_webhook(body, KEY, SECRET)},
+        )
+        assert res.status_code == 200
+    await world.settle()
+    track = await world.store.get_track(sid)
+    assert track.status is TrackStatus.RECORDED and track.egress.id == first_egress
+    assert len(await world.lifecycle._lk.list_egress("standup")) == 1
+
+
+async def test_track_gone_before_its_recording_started(world: World) -> None:
+    lk = world.lk
+    await lk.create_room("standup")
+    await world.register("standup")
+    await lk.join("standup", "alice")
+    lk.hold_webhooks()
+    sid = await lk.publish_audio("standup", "alice", tone())
+    await lk.unpublish("standup", sid)
+    lk.release_webhooks(reverse=True)  # track_unpublished, then track_published
+    await world.settle()
+    track = await world.store.get_track(sid)
+    assert track.status is TrackStatus.FAILED
+    assert track.status_reason is not None and "egress" in track.status_reason
+
+
+async def test_reconciler_repairs_a_lost_egress_ended(world: World) -> None:
+    lk = world.lk
+    await lk.create_room("standup")
+    await world.register("standup")
+    await lk.join("standup", "alice")
+    sid = await lk.publish_audio("standup", "alice", tone())
+    await world.settle()
+    lk.drop_next_webhooks(1, event="egress_ended")
+    await lk.unpublish("standup", sid)
+    await world.settle()
+    assert await world.track_status(sid) is TrackStatus.RECORDING
+    await world.lifecycle.reconcile()
+    await world.settle()
+    assert await world.track_status(sid) is TrackStatus.RECORDED
+    metrics = (await world.http.get("/metrics")).text
+    assert 'orchestrator_reconciler_repairs_total{kind="lost_egress_ended"} 1.0' in metrics
+
+
+async def test_concurrent_finalize_and_transcribed_complete_once(world: World) -> None:
+    lk = world.lk
+    await lk.create_room("standup")
+    await world.register("standup")
+    sids = []
+    for who in ("alice", "bob", "carol"):
+        await lk.join("standup", who)
+        sids.append(await lk.publish_audio("standup", who, tone(0.5)))
+    await world.settle()
+    for sid in sids:
+        await lk.unpublish("standup", sid)
+    await world.settle()
+    assert [await world.track_status(s) for s in sids] == [TrackStatus.RECORDED] * 3
+
+    async def transcribed(sid: str) -> bool:
+        # What the Whisper worker does when it finishes a track.
+        await world.store.set_track_status(sid, TrackStatus.TRANSCRIBED)
+        return await world.lifecycle.check_and_complete_room("standup")
+
+    async def finalized() -> bool:
+        return bool((await world.finalize("standup"))["completed"])
+
+    wins = await asyncio.gather(
+        finalized(),
+        finalized(),
+        *(transcribed(s) for s in sids),
+        world.lifecycle.check_and_complete_room("standup"),
+    )
+    assert sum(wins) == 1
+    assert (await world.store.get_room("standup")).status is RoomStatus.COMPLETED
+    metrics = (await world.http.get("/metrics")).text
+    assert "orchestrator_rooms_completed_total 1.0" in metrics
+
+
+async def test_finalize_unknown_room_is_404(world: World) -> None:
+    res = await world.http.post("/v1/internal/rooms/ghost/finalize", headers=world.internal())
+    assert res.status_code == 404
