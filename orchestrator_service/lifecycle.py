@@ -164,6 +164,8 @@ class RoomLifecycle:
         elif kind in ("participant_joined", "participant_left"):
             if event.participant.identity:
                 await self._store.add_participant(room.name, event.participant.identity)
+            if kind == "participant_joined":
+                await self._activate(room.name)
         elif kind == "track_published":
             if event.track.type != TrackType.AUDIO:
                 return "ignored"
@@ -195,6 +197,7 @@ class RoomLifecycle:
     ) -> None:
         """Record the track and have its egress started (once)."""
         await self._store.add_participant(room.name, identity)
+        await self._activate(room.name)
         track = await self._store.upsert_track(
             TrackCreate(
                 track_sid=track_sid,
@@ -229,6 +232,12 @@ class RoomLifecycle:
         )
         if info.status in _ENDED:  # it ended before its start was even recorded
             await self.egress_ended(info)
+
+    async def _activate(self, room_name: str) -> None:
+        # Someone is in the room, whether or not room_started arrived (or arrived first).
+        await self._store.transition_room(
+            room_name, to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED}
+        )
 
     async def track_unpublished(self, track_sid: str) -> None:
         """Have the track's egress stopped (LiveKit then reports its end)."""
@@ -315,9 +324,7 @@ class RoomLifecycle:
             log.warning("sweep skipped: %s", exc, extra={"room": room_name})
             return room
         if participants:
-            await self._store.transition_room(
-                room_name, to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED}
-            )
+            await self._activate(room_name)
         for participant in participants:
             for track_sid in audio_tracks(participant):
                 await self.track_published(
@@ -359,7 +366,8 @@ class RoomLifecycle:
     # Reconciler ----------------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Repair what lost webhooks left behind, for every live or final room."""
-        for status in (RoomStatus.ACTIVE, RoomStatus.FINAL_ROOM):
+        # Registered rooms too: their room_started or first track may be the lost webhook.
+        for status in (RoomStatus.REGISTERED, RoomStatus.ACTIVE, RoomStatus.FINAL_ROOM):
             cursor = None
             while True:
                 page = await self._store.list_rooms(status=status, limit=100, cursor=cursor)

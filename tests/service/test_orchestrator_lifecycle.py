@@ -274,6 +274,8 @@ async def test_reconciler_repairs_a_lost_egress_ended(world: World) -> None:
     await lk.join("standup", "alice")
     sid = await lk.publish_audio("standup", "alice", tone())
     await world.settle()
+    # Registered before anyone joined: the first participant makes the room active.
+    assert (await world.store.get_room("standup")).status is RoomStatus.ACTIVE
     lk.drop_next_webhooks(1, event="egress_ended")
     await lk.unpublish("standup", sid)
     await world.settle()
