@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 
 from orchestrator_service.deps import PrincipalDep, StateDep
+from orchestrator_service.errors import error_body
 from orchestrator_service.exports import ExportFormat, render
 from orchestrator_service.schemas import RoomDetail, RoomPublic, RoomsPage, TrackPublic
 from roomscribe.errors import NotFoundError
@@ -102,6 +104,37 @@ async def list_rooms(
         rooms=[RoomPublic.model_validate(r.model_dump()) for r in page.rooms],
         next_cursor=page.next_cursor,
     )
+
+
+class SummaryRequested(BaseModel):
+    """A summary run was started."""
+
+    room: str
+    status: RoomStatus
+
+
+@router.post(
+    "/rooms/{room}/summary:regenerate",
+    response_model=SummaryRequested,
+    status_code=202,
+    summary="Summarize a room again (admin)",
+    responses={409: {"description": "The room still has tracks pending, or is summarizing"}},
+)
+async def regenerate_summary(room: str, state: StateDep, principal: PrincipalDep) -> Any:
+    """Run the summary again, e.g. after a failed LLM call or with a better model."""
+    principal.require_admin()
+    await state.store.get_room(room)
+    if not await state.lifecycle.regenerate_summary(room):
+        current = await state.store.get_room(room)
+        return JSONResponse(
+            error_body(
+                "not_ready",
+                f"room is {current.status.value}; it needs every track done and no summary "
+                "in progress",
+            ),
+            status_code=409,
+        )
+    return SummaryRequested(room=room, status=RoomStatus.SUMMARIZING)
 
 
 @router.get("/rooms/{room}", response_model=RoomDetail, summary="A room with its tracks")

@@ -20,6 +20,7 @@ from orchestrator_service.gateway import LiveKitGateway
 from orchestrator_service.lifecycle import RoomLifecycle
 from orchestrator_service.metrics import OrchestratorMetrics
 from orchestrator_service.settings import OrchestratorSettings
+from orchestrator_service.summary import summarizer_from_settings
 from roomscribe.auth import ApiTokenVerifier
 from roomscribe.errors import StoreError
 from roomscribe.store import TranscriptStore, open_store
@@ -43,7 +44,18 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         configured = settings.api_jwt_secret is not None or settings.api_jwks_url is not None
         verifier = ApiTokenVerifier.from_settings(settings) if configured else None
         gateway = LiveKitGateway(settings)
-        lifecycle = RoomLifecycle(transcripts, gateway, metrics)
+        summarizer = summarizer_from_settings(
+            gemini_api_key=settings.gemini_api_key,
+            gemini_model=settings.gemini_model,
+            gemini_base_url=settings.gemini_base_url,
+            gemini_api_version=settings.gemini_api_version,
+            llm_base_url=settings.llm_base_url,
+            llm_model=settings.llm_model,
+            llm_api_key=settings.llm_api_key,
+            section_chars=settings.summary_section_chars,
+            timeout_s=settings.summary_timeout_s,
+        )
+        lifecycle = RoomLifecycle(transcripts, gateway, metrics, summarizer)
         lifecycle.start()
         app.state.orchestrator = OrchestratorState(
             settings=settings,
@@ -63,6 +75,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
             await lifecycle.close()
+            await summarizer.aclose()
             await gateway.close()
             if store is None:
                 await transcripts.close()

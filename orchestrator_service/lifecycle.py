@@ -23,6 +23,7 @@ from livekit.protocol.webhook import WebhookEvent
 
 from orchestrator_service.gateway import LiveKitGateway, audio_tracks, recording_key
 from orchestrator_service.metrics import OrchestratorMetrics
+from orchestrator_service.summary import Summarizer, SummaryError, summarize_room
 from roomscribe.models import (
     EgressInfo,
     EgressStatus,
@@ -78,14 +79,19 @@ class RoomLifecycle:
         store: TranscriptStore,
         gateway: LiveKitGateway,
         metrics: OrchestratorMetrics,
+        summarizer: Summarizer,
         *,
         attempts: int = 5,
         backoff_s: float = 0.5,
     ) -> None:
-        """Wire the lifecycle to its store, LiveKit gateway and metrics."""
+        """Wire the lifecycle to its store, LiveKit gateway, summarizer and metrics."""
         self._store = store
         self._lk = gateway
         self._metrics = metrics
+        self._summarizer = summarizer
+        self._summaries: set[asyncio.Task[None]] = set()
+        #: A room summarizing for longer than this is assumed abandoned by a dead process.
+        self.stale_summary_s = 1800.0
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -98,15 +104,23 @@ class RoomLifecycle:
             self._workers.append(asyncio.create_task(self._work(), name=f"livekit-calls-{i}"))
 
     async def close(self) -> None:
-        """Stop the background tasks (queued calls are abandoned; the reconciler redoes them)."""
-        for task in self._workers:
+        """Stop the background tasks.
+
+        Queued LiveKit calls are abandoned and summaries in progress cancelled; their rooms
+        stay ``summarizing``/``recording`` and the reconciler picks them up again.
+        """
+        for task in [*self._workers, *self._summaries]:
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*self._workers, *self._summaries, return_exceptions=True)
         self._workers.clear()
 
     async def idle(self) -> None:
-        """Wait until every queued LiveKit call has finished (tests, shutdown)."""
-        await self._jobs.join()
+        """Wait until queued LiveKit calls and running summaries have finished."""
+        while True:
+            await self._jobs.join()
+            if not self._summaries:
+                return
+            await asyncio.gather(*self._summaries, return_exceptions=True)
 
     @property
     def queued(self) -> int:
@@ -353,21 +367,63 @@ class RoomLifecycle:
             room_name, to=RoomStatus.SUMMARIZING, from_={RoomStatus.FINAL_ROOM}
         ):
             return False
-        # Summaries are built in a later step; until then the room completes without one.
-        await self._store.transition_room(
-            room_name,
-            to=RoomStatus.COMPLETED,
-            from_={RoomStatus.SUMMARIZING},
-            reason="no summary: summaries are not generated yet",
-        )
-        self._metrics.rooms_completed.inc()
+        self._summarize_in_background(room_name)
         return True
+
+    async def regenerate_summary(self, room_name: str) -> bool:
+        """Summarize a completed (or failed-summary) room again; ``False`` if it is not ready."""
+        if await self._store.count_pending_tracks(room_name) > 0:
+            return False
+        if not await self._store.transition_room(
+            room_name,
+            to=RoomStatus.SUMMARIZING,
+            from_={RoomStatus.COMPLETED, RoomStatus.FINAL_ROOM},
+            reason="summary requested again",
+        ):
+            return False
+        self._summarize_in_background(room_name)
+        return True
+
+    def _summarize_in_background(self, room_name: str) -> None:
+        # An LLM call over a long meeting takes minutes: never inside a webhook or request.
+        task = asyncio.get_running_loop().create_task(
+            self._summarize(room_name), name=f"summary-{room_name}"
+        )
+        self._summaries.add(task)
+        task.add_done_callback(self._summaries.discard)
+
+    async def _summarize(self, room_name: str) -> None:
+        try:
+            summary = await summarize_room(self._store, room_name, self._summarizer)
+        except SummaryError as exc:
+            # The transcript is untouched; back to final_room, so the reconciler (or an
+            # admin's regenerate) tries again.
+            log.warning("summary failed: %s", exc, extra={"room": room_name})
+            self._metrics.summaries.labels(outcome="failed").inc()
+            await self._store.transition_room(
+                room_name,
+                to=RoomStatus.FINAL_ROOM,
+                from_={RoomStatus.SUMMARIZING},
+                reason=f"summary failed, will retry: {exc}",
+            )
+            return
+        await self._store.set_summary(room_name, summary)
+        await self._store.transition_room(
+            room_name, to=RoomStatus.COMPLETED, from_={RoomStatus.SUMMARIZING}
+        )
+        self._metrics.summaries.labels(outcome="ok").inc()
+        self._metrics.rooms_completed.inc()
 
     # Reconciler ----------------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Repair what lost webhooks left behind, for every live or final room."""
         # Registered rooms too: their room_started or first track may be the lost webhook.
-        for status in (RoomStatus.REGISTERED, RoomStatus.ACTIVE, RoomStatus.FINAL_ROOM):
+        for status in (
+            RoomStatus.REGISTERED,
+            RoomStatus.ACTIVE,
+            RoomStatus.FINAL_ROOM,
+            RoomStatus.SUMMARIZING,
+        ):
             cursor = None
             while True:
                 page = await self._store.list_rooms(status=status, limit=100, cursor=cursor)
@@ -382,6 +438,9 @@ class RoomLifecycle:
 
     async def reconcile_room(self, room: Room) -> None:
         """Compare one room's tracks with LiveKit's egress list and fix differences."""
+        if room.status is RoomStatus.SUMMARIZING:
+            await self._resume_stale_summary(room)
+            return
         tracks = [t for t in await self._store.list_tracks(room.name)]
         recording = [t for t in tracks if t.status is TrackStatus.RECORDING]
         if recording:
@@ -410,6 +469,22 @@ class RoomLifecycle:
                             track.track_sid, "the track ended before its recording started"
                         )
         if room.status is RoomStatus.FINAL_ROOM:
+            await self.check_and_complete_room(room.name)
+
+    async def _resume_stale_summary(self, room: Room) -> None:
+        # A summary whose process died leaves the room summarizing; another instance may be
+        # working on it, so only one stale for far longer than any summary run is restarted.
+        age = (utcnow() - room.updated_at).total_seconds()
+        mine = any(t.get_name() == f"summary-{room.name}" for t in self._summaries)
+        if mine or age < self.stale_summary_s:
+            return
+        if await self._store.transition_room(
+            room.name,
+            to=RoomStatus.FINAL_ROOM,
+            from_={RoomStatus.SUMMARIZING},
+            reason="summary interrupted; retrying",
+        ):
+            self._metrics.repairs.labels(kind="stale_summary").inc()
             await self.check_and_complete_room(room.name)
 
     async def _published_tracks(self, room_name: str) -> set[str]:

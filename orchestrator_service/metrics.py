@@ -36,6 +36,9 @@ class OrchestratorMetrics:
             ["kind"],
             registry=r,
         )
+        self.summaries = Counter(
+            "orchestrator_summaries_total", "Summary runs by outcome.", ["outcome"], registry=r
+        )
         self.rooms_completed = Counter(
             "orchestrator_rooms_completed_total", "Rooms that reached completed.", registry=r
         )

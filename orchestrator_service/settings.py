@@ -25,4 +25,19 @@ class OrchestratorSettings(CoreSettings):
         validation_alias=AliasChoices("LIVEKIT_API_SECRET", "ROOMSCRIBE_LIVEKIT_API_SECRET"),
     )
     reconcile_interval_s: float = Field(default=30.0, gt=0)
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GEMINI_API_KEY", "ROOMSCRIBE_GEMINI_API_KEY"),
+        description="Summaries with Gemini when set.",
+    )
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    gemini_api_version: str = "v1beta"
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API root (Ollama, vLLM) when no Gemini key."
+    )
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    summary_section_chars: int = Field(default=24_000, ge=1000)
+    summary_timeout_s: float | None = Field(default=None, gt=0)
     api_page_max: int = Field(default=1000, ge=1)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import numpy as np
 import pytest
 from livekit.protocol.models import Room
@@ -24,8 +26,17 @@ from devkit.webhooks import WEBHOOK_CONTENT_TYPE, sign_webhook, webhook_body
 from orchestrator_service.app import create_app
 from orchestrator_service.lifecycle import RoomLifecycle
 from orchestrator_service.settings import OrchestratorSettings
+from orchestrator_service.summary import SummaryError
 from roomscribe.auth import issue_internal_token
-from roomscribe.models import RoomStatus, TrackStatus
+from roomscribe.models import (
+    RoomStatus,
+    SegmentIn,
+    Summary,
+    TrackCreate,
+    TrackStatus,
+    TranscriptQuery,
+    WhisperStats,
+)
 from roomscribe.objectstore import LocalObjectStore
 from roomscribe.store import SQLiteTranscriptStore
 from tests.servers import serve
@@ -35,6 +46,11 @@ pytestmark = pytest.mark.service
 KEY = "devkey"
 SECRET = "livekit-test-secret-0123456789abcdefgh"
 INTERNAL = "internal-test-secret-0123456789abcdefg"
+API = "api-test-secret-0123456789abcdefghijklmn"
+
+
+def api_token(**claims: Any) -> str:
+    return jwt.encode({"sub": "t", "exp": int(time.time()) + 300, **claims}, API, algorithm="HS256")
 
 
 def tone(seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
@@ -86,6 +102,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with serve(lk.app) as lk_url:
         settings = OrchestratorSettings(
             secret=INTERNAL,
+            api_jwt_secret=API,
             livekit_url=lk_url,
             livekit_api_key=KEY,
             livekit_api_secret=SECRET,
@@ -316,7 +333,10 @@ async def test_concurrent_finalize_and_transcribed_complete_once(world: World) -
         world.lifecycle.check_and_complete_room("standup"),
     )
     assert sum(wins) == 1
-    assert (await world.store.get_room("standup")).status is RoomStatus.COMPLETED
+    await world.lifecycle.idle()  # the winner summarizes in the background
+    room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.COMPLETED
+    assert room.summary is not None and room.summary.model.startswith("none")  # no speech
     metrics = (await world.http.get("/metrics")).text
     assert "orchestrator_rooms_completed_total 1.0" in metrics
 
@@ -324,3 +344,69 @@ async def test_concurrent_finalize_and_transcribed_complete_once(world: World) -
 async def test_finalize_unknown_room_is_404(world: World) -> None:
     res = await world.http.post("/v1/internal/rooms/ghost/finalize", headers=world.internal())
     assert res.status_code == 404
+
+
+class FailingSummarizer:
+    """Fails like an LLM outage until told otherwise."""
+
+    def __init__(self) -> None:
+        self.fail = True
+        self.calls = 0
+
+    async def summarize(self, timeline: list[Any], *, participants: list[str]) -> Summary:
+        self.calls += 1
+        if self.fail:
+            raise SummaryError("model overloaded (503)", transient=True)
+        return Summary(text="All good.", model="fake")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_failed_summary_keeps_the_room_retryable(world: World) -> None:
+    fake = FailingSummarizer()
+    world.lifecycle._summarizer = fake
+    await world.store.register_room("standup")
+    await world.store.upsert_track(
+        TrackCreate(
+            track_sid="TR_a",
+            room="standup",
+            participant_identity="alice",
+            started_at=datetime.datetime.now(datetime.UTC),
+        )
+    )
+    await world.store.append_realtime_segments(
+        "TR_a", [SegmentIn(id="TR_a-1", start=0, end=1, text="I will send the notes")]
+    )
+    await world.store.set_track_status("TR_a", TrackStatus.TRANSCRIBED)
+    await world.store.replace_whisper_segments(
+        "TR_a",
+        [SegmentIn(id="TR_a-w1", start=0, end=1, text="I will send the notes")],
+        stats=WhisperStats(model="tiny", audio_s=1.0, real_time_factor=0.1, segments=1),
+    )
+    await world.finalize("standup")
+    await world.lifecycle.idle()
+    room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.FINAL_ROOM and room.summary is None
+    assert room.status_reason is not None and "summary failed" in room.status_reason
+    page = await world.store.query_transcript(TranscriptQuery(room="standup"))
+    assert [s.text for s in page.segments] == ["I will send the notes"]  # transcript intact
+
+    admin = {"Authorization": "Bearer " + api_token(roles=["admin"])}
+    viewer = {"Authorization": "Bearer " + api_token(rooms=["standup"])}
+    path = "/v1/rooms/standup/summary:regenerate"
+    assert (await world.http.post(path, headers=viewer)).status_code == 403
+    fake.fail = False
+    res = await world.http.post(path, headers=admin)
+    assert res.status_code == 202 and res.json()["status"] == "summarizing"
+    await world.lifecycle.idle()
+    room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.COMPLETED
+    assert room.summary is not None and room.summary.text == "All good."
+    assert fake.calls == 2
+    # Completed rooms can be summarized again; unknown rooms are 404.
+    assert (await world.http.post(path, headers=admin)).status_code == 202
+    await world.lifecycle.idle()
+    assert (
+        await world.http.post("/v1/rooms/ghost/summary:regenerate", headers=admin)
+    ).status_code == 404
