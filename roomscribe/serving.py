@@ -41,10 +41,16 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def _config(app: Any, **options: Any) -> uvicorn.Config:
+    # permessage-deflate is off: PCM barely compresses (a 20 ms speech frame shrinks to ~90%)
+    # while deflating and inflating every frame cost the STT service and its clients a
+    # measured 0.2 of a core at 30 streams (docs/benchmarks.md).
+    return uvicorn.Config(app, ws="websockets-sansio", ws_per_message_deflate=False, **options)
+
+
 def serve(app: Any, *, host: str, port: int) -> None:
     """Run ``app`` until SIGINT/SIGTERM, draining it before connections close."""
-    config = uvicorn.Config(app, host=host, port=port, ws="websockets-sansio", proxy_headers=True)
-    DrainingServer(config, app).run()
+    DrainingServer(_config(app, host=host, port=port, proxy_headers=True), app).run()
 
 
 @asynccontextmanager
@@ -54,9 +60,7 @@ async def running(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncI
     Port 0 picks a free port. Used by tests, benchmarks and the demo, which run several
     services in one process; lifespan and drain hooks run as in production.
     """
-    config = uvicorn.Config(
-        app, host=host, port=port, ws="websockets-sansio", log_level="warning", lifespan="on"
-    )
+    config = _config(app, host=host, port=port, log_level="warning", lifespan="on")
     server = DrainingServer(config, app)
     task = asyncio.create_task(server.serve())
     try:

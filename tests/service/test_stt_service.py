@@ -515,3 +515,14 @@ async def test_health_readiness_and_metrics(make_service: Callable[..., Any]) ->
         ):
             assert name in text
         assert "stt_final_latency_seconds_count 1.0" in text
+
+
+async def test_audio_frames_are_not_deflated(make_service: Callable[..., Any]) -> None:
+    # Clients offer permessage-deflate by default; PCM barely compresses, so the server
+    # declines it and neither side spends CPU on it.
+    async with make_service() as svc, svc.connect() as ws:
+        assert ws.protocol.extensions == []
+        await ws.send(start_message())
+        assert json.loads(await ws.recv())["type"] == "ready"
+        await ws.send('{"type":"end"}')
+        await drain(ws)
