@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from bench.report import emit, percentile
 from roomscribe.models import SegmentIn, TrackCreate, TranscriptQuery, TranscriptSource, Word
 from roomscribe.store import MongoTranscriptStore, SQLiteTranscriptStore, TranscriptStore
 
@@ -96,11 +97,6 @@ class SegmentFactory:
             confidence=0.4 + ((track * 7919 + index * 104729) % 600) / 1000,
             words=words,
         )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Layout:
@@ -343,11 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        print(json.dumps(result))
+    emit(result, as_json=args.json)
 
 
 if __name__ == "__main__":

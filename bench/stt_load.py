@@ -112,6 +112,7 @@ import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.report import emit
 from roomscribe.protocol import encode_audio_frame
 from roomscribe.serving import running as serve
 
@@ -1052,12 +1053,8 @@ def main(argv: list[str] | None = None) -> None:
     result = asyncio.run(run(args))
     result["bench_wall_s"] = round(time.perf_counter() - began, 1)
     print()
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        if not key.startswith("n") or key[1:2].isalpha():
-            print(f"{key:<{width}}  {value}")
-    if args.json:
-        print(json.dumps(result))
+    # Per-N keys (n30_...) are in the table above; the JSON line carries them all.
+    emit(result, as_json=args.json, show=lambda key: not key.startswith("n") or key[1:2].isalpha())
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import sys
@@ -38,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bench.report import emit, percentile
 from devkit.livekit_emulator import LiveKitEmulator
 from devkit.webhooks import WEBHOOK_CONTENT_TYPE, sign_webhook, webhook_body
 from orchestrator_service.app import create_app
@@ -51,11 +51,6 @@ KEY = "benchkey"
 SECRET = "bench-livekit-secret-0123456789abcdefgh"
 INTERNAL = "bench-internal-secret-0123456789abcdef"
 ROOMS = 20
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def bare_verifier_app() -> Starlette:
@@ -205,16 +200,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "sequential_n": len(ours),
         "webhook_p50_ms": round(statistics.median(ours), 3),
-        "webhook_p95_ms": round(pct(ours, 0.95), 3),
+        "webhook_p95_ms": round(percentile(ours, 0.95), 3),
         "reference_p50_ms": round(statistics.median(ref), 3),
-        "reference_p95_ms": round(pct(ref, 0.95), 3),
+        "reference_p95_ms": round(percentile(ref, 0.95), 3),
         "p50_ratio_vs_reference": round(statistics.median(ours) / statistics.median(ref), 2),
         "burst_n": len(lat),
         "burst_concurrency": args.concurrency,
         "burst_wall_s": round(wall, 3),
         "burst_per_s": round(len(lat) / wall),
         "burst_p50_ms": round(statistics.median(lat), 2),
-        "burst_p95_ms": round(pct(lat, 0.95), 2),
+        "burst_p95_ms": round(percentile(lat, 0.95), 2),
         "burst_max_ms": round(max(lat), 2),
         "burst_non_2xx": sum(n for code, n in statuses.items() if not 200 <= code < 300),
         "burst_no_answer": statuses.get(0, 0),
@@ -235,11 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        print(json.dumps(result))
+    emit(result, as_json=args.json)
 
 
 if __name__ == "__main__":
