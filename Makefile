@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,stt,orchestrator
 
-.PHONY: setup test check bench-store clean
+.PHONY: setup test check bench bench-store bench-stt bench-webhooks clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -23,8 +23,18 @@ check: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# Benchmarks print a table, or with ARGS=--json one JSON object last (docs/benchmarks.md).
+bench: bench-store bench-webhooks bench-stt
+
 bench-store: setup
 	$(PY) -m bench.store $(ARGS)
+
+bench-webhooks: setup
+	$(PY) -m bench.webhooks $(ARGS)
+
+# Needs the speech corpus beside the repository (../shared/data/speech) or --speech DIR.
+bench-stt: setup
+	$(PY) -m bench.stt_load $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
