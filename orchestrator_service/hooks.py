@@ -105,6 +105,16 @@ async def finalize_room(room: str, state: StateDep, caller: Internal) -> Finaliz
     return FinalizeResult(room=RoomPublic.model_validate(found.model_dump()), completed=completed)
 
 
+@router.post("/v1/internal/tracks/{track_sid}/job-finished", response_model=FinalizeResult)
+async def track_job_finished(track_sid: str, state: StateDep, caller: Internal) -> FinalizeResult:
+    """A Whisper worker finished (or gave up on) a track: complete the room if it can."""
+    track = await state.store.get_track(track_sid)
+    completed = await state.lifecycle.check_and_complete_room(track.room)
+    log.info("track job finished", extra={"track_sid": track_sid, "by": caller.subject})
+    room = await state.store.get_room(track.room)
+    return FinalizeResult(room=RoomPublic.model_validate(room.model_dump()), completed=completed)
+
+
 def webhook_receiver(api_key: str, api_secret: str) -> api.WebhookReceiver:
     """LiveKit's own verifier: the JWT's signature, and its sha256 claim against the body."""
     return api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
