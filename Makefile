@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,stt,orchestrator
+EXTRAS ?= dev,stt,orchestrator,whisper,synthetic
 
 .PHONY: setup test check bench bench-store bench-stt bench-webhooks clean
 
@@ -12,6 +12,8 @@ setup: $(VENV)/.installed-$(EXTRAS)
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	# torch first, pinned: installed later as a dependency it could resolve to a CUDA build.
+	$(PY) -m pip install -q --disable-pip-version-check "torch==2.13.0"
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
 	touch $@
 

@@ -124,17 +124,25 @@ class WhisperWorker:
             handled += 1
         return handled
 
-    async def _claim(self) -> Track | None:
-        return await self._store.claim_job(
-            self.name, lease_s=self._lease_s, max_attempts=self._max_attempts
+    async def _claim(self, worker: str | None = None) -> Track | None:
+        holder = worker or self.name
+        claim = asyncio.ensure_future(
+            self._store.claim_job(holder, lease_s=self._lease_s, max_attempts=self._max_attempts)
         )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Cancelled while the store was claiming: the claim may still have been made.
+            # Give it back rather than leave the track stuck until the lease expires.
+            track = await claim
+            if track is not None:
+                await self._store.release_job(track.track_sid, holder)
+            raise
 
     async def _slot(self, index: int) -> None:
         worker = f"{self.name}/{index}"
         while not self._stopping.is_set():
-            track = await self._store.claim_job(
-                worker, lease_s=self._lease_s, max_attempts=self._max_attempts
-            )
+            track = await self._claim(worker)
             if track is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._poll_s)

@@ -78,3 +78,12 @@ def vosk_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from devkit.synthetic_vosk import build_synthetic_vosk_model
 
     return build_synthetic_vosk_model(tmp_path_factory.mktemp("models") / "vosk-en")
+
+
+@pytest.fixture(scope="session")
+def whisper_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight 'micro' Whisper converted for faster-whisper (built once per run)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may be fetched from a model hub
+    from devkit.synthetic_whisper import build_synthetic_whisper
+
+    return build_synthetic_whisper(tmp_path_factory.mktemp("models") / "whisper-micro")

@@ -130,10 +130,12 @@ async def test_shutdown_mid_job_releases_the_lease(world: World) -> None:
     transcriber.gate = threading.Event()
     worker = worker_for(world, transcriber, poll_s=0.05)
     running = asyncio.create_task(worker.run())
-    for _ in range(100):
+    for _ in range(500):
         if (await world.store.get_track(sids["alice"])).status is TrackStatus.TRANSCRIBING:
             break
         await asyncio.sleep(0.02)
+    else:
+        pytest.fail("the worker never claimed the job")
     running.cancel()
     transcriber.gate.set()
     with pytest.raises(asyncio.CancelledError):
@@ -160,3 +162,30 @@ async def test_the_lease_is_renewed_while_working(world: World) -> None:
     await running
     assert worker.done == 1
     assert np.isfinite((await world.store.get_track(sids["alice"])).whisper.real_time_factor)  # type: ignore[union-attr]
+
+
+async def test_real_faster_whisper_on_a_recording(world: World, whisper_model_dir: Path) -> None:
+    # A random-weight Whisper: its words are meaningless, so only structure is asserted.
+    from stt_service.whisper import WhisperTranscriber
+
+    transcriber = WhisperTranscriber(str(whisper_model_dir), cpu_threads=2)
+    sids = await record_meeting(world, {"alice": 3.0})
+    worker = WhisperWorker(
+        world.store,
+        world.objects,
+        transcriber.transcribe,
+        model_name=transcriber.model_name,
+        notify=orchestrator_notifier(world.url, INTERNAL),
+    )
+    assert await worker.run_until_idle() == 1
+    track = await world.store.get_track(sids["alice"])
+    assert track.status is TrackStatus.TRANSCRIBED
+    assert track.whisper is not None and track.whisper.model == whisper_model_dir.name
+    assert track.whisper.audio_s == pytest.approx(3.0, abs=0.1)
+    assert track.whisper.real_time_factor > 0
+    whisper = await world.store.query_transcript(
+        TranscriptQuery(room="standup", source=TranscriptSource.WHISPER)
+    )
+    assert len(whisper.segments) == track.whisper.segments
+    for seg in whisper.segments:
+        assert seg.end >= seg.start and seg.text == seg.text.strip() and 0 <= seg.confidence <= 1
