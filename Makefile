@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,stt,orchestrator,whisper,synthetic
 
-.PHONY: setup test check bench bench-store bench-stt bench-webhooks clean
+.PHONY: setup test check bench bench-store bench-stt bench-webhooks bench-whisper clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -26,7 +26,7 @@ check: setup
 	$(PY) -m mypy
 
 # Benchmarks print a table, or with ARGS=--json one JSON object last (docs/benchmarks.md).
-bench: bench-store bench-webhooks bench-stt
+bench: bench-store bench-webhooks bench-stt bench-whisper
 
 bench-store: setup
 	$(PY) -m bench.store $(ARGS)
@@ -37,6 +37,9 @@ bench-webhooks: setup
 # Needs the speech corpus beside the repository (../shared/data/speech) or --speech DIR.
 bench-stt: setup
 	$(PY) -m bench.stt_load $(ARGS)
+
+bench-whisper: setup
+	$(PY) -m bench.whisper $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,8 +107,13 @@ class WhisperTranscriber:
         batched: bool = False,
         batch_size: int = 8,
         min_segment_s: float = 0.5,
+        decode_options: Mapping[str, Any] | None = None,
     ) -> None:
-        """Load ``model`` (a folder, or a size name faster-whisper downloads); blocking."""
+        """Load ``model`` (a folder, or a size name faster-whisper downloads); blocking.
+
+        ``decode_options`` go to ``transcribe`` as they are (e.g. ``temperature``); the
+        benchmark uses them to give random-weight models a realistic decode length.
+        """
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         self.model_name = Path(model).name or model
@@ -119,6 +124,7 @@ class WhisperTranscriber:
         self._beam_size = beam_size
         self._batch_size = batch_size
         self._min_segment_s = min_segment_s
+        self._decode_options = dict(decode_options or {})
 
     def transcribe(self, audio: Path, *, track_sid: str, language: str | None) -> Transcript:
         """Transcribe a recording (blocking: call it in a thread)."""
@@ -128,6 +134,7 @@ class WhisperTranscriber:
             "beam_size": self._beam_size,
             "vad_filter": True,
             "word_timestamps": True,
+            **self._decode_options,
         }
         if self._pipeline is not None:
             segments, info = self._pipeline.transcribe(
