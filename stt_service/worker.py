@@ -109,7 +109,11 @@ class WhisperWorker:
         self.failed = 0
 
     def stop(self) -> None:
-        """Finish the jobs in hand (their leases are released if interrupted) and return."""
+        """Claim nothing more; :meth:`run` returns once the jobs in hand are done.
+
+        To interrupt jobs in hand instead, cancel the task running :meth:`run`: their leases
+        are released without counting the attempt.
+        """
         self._stopping.set()
 
     async def run(self) -> None:
@@ -276,10 +280,14 @@ async def _main(settings: WorkerSettings) -> None:
         poll_s=settings.worker_poll_s,
     )
     loop = asyncio.get_running_loop()
+    running = asyncio.create_task(worker.run())
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop)
+        # Jobs in hand are interrupted and their leases released (the attempt is not
+        # counted), so another worker takes them over at once instead of after the lease.
+        loop.add_signal_handler(sig, running.cancel)
     try:
-        await worker.run()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
     finally:
         await objects.close()
         await store.close()

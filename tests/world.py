@@ -76,8 +76,11 @@ class World:
 
 
 @asynccontextmanager
-async def make_world(tmp_path: Path) -> AsyncIterator[World]:
-    """Start the emulator and the orchestrator; yield the world; stop everything."""
+async def make_world(tmp_path: Path, **settings_overrides: Any) -> AsyncIterator[World]:
+    """Start the emulator and the orchestrator; yield the world; stop everything.
+
+    ``settings_overrides`` go to the orchestrator's settings (e.g. a Gemini stand-in).
+    """
     store = SQLiteTranscriptStore(tmp_path / "orch.db")
     await store.init()
     objects = LocalObjectStore(tmp_path / "objects")
@@ -92,6 +95,7 @@ async def make_world(tmp_path: Path) -> AsyncIterator[World]:
             livekit_api_secret=SECRET,
             sqlite_path=tmp_path / "orch.db",
             reconcile_interval_s=3600,
+            **settings_overrides,
         )
         app = create_app(settings, store=store)
         async with running(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:

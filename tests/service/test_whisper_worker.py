@@ -8,8 +8,10 @@ store and the orchestrator; transcription is a small class that decodes the real
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +20,8 @@ from roomscribe.audio import decode_file
 from roomscribe.models import RoomStatus, SegmentIn, TrackStatus, TranscriptQuery, TranscriptSource
 from stt_service.whisper import Transcript
 from stt_service.worker import WhisperWorker, orchestrator_notifier
-from tests.world import INTERNAL, World, tone
+from tests.fakes.gemini import FakeGemini, RecordedRequest, Reply
+from tests.world import INTERNAL, World, make_world, tone
 
 pytestmark = pytest.mark.service
 
@@ -189,3 +192,38 @@ async def test_real_faster_whisper_on_a_recording(world: World, whisper_model_di
     assert len(whisper.segments) == track.whisper.segments
     for seg in whisper.segments:
         assert seg.end >= seg.start and seg.text == seg.text.strip() and 0 <= seg.confidence <= 1
+
+
+async def test_whole_recording_path_with_a_gemini_summary(tmp_path: Path) -> None:
+    """Emulator egress -> object store -> worker -> store -> completion -> Gemini summary."""
+    fake = FakeGemini()
+
+    def answer(request: RecordedRequest) -> dict[str, Any]:
+        cited = re.findall(r"seg ([\w-]+)\)", request.prompt)
+        return {
+            "summary": "Alice and Bob counted seconds.",
+            "action_items": [
+                {
+                    "participant": "alice",
+                    "actions": [{"text": "Keep counting", "evidence": cited[:1]}],
+                }
+            ],
+        }
+
+    fake.enqueue(Reply(answer))
+    async with (
+        fake.serve() as gemini_url,
+        make_world(tmp_path, gemini_api_key=fake.api_key, gemini_base_url=gemini_url) as world,
+    ):
+        sids = await record_meeting(world, {"alice": 2.0, "bob": 1.0})
+        worker = worker_for(world, DecodingTranscriber())
+        assert await worker.run_until_idle() == 2
+        await world.lifecycle.idle()
+        room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.COMPLETED
+    assert room.summary is not None and room.summary.model.startswith("gemini/")
+    assert room.summary.text == "Alice and Bob counted seconds."
+    alice = {p.participant_identity: p.actions for p in room.summary.action_items}["alice"]
+    assert alice[0].evidence and alice[0].evidence[0].startswith(sids["alice"])
+    prompt = fake.requests[0].prompt
+    assert "second 0" in prompt and "second 1" in prompt  # the Whisper text was summarized
