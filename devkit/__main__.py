@@ -53,9 +53,10 @@ def _add_models_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="write the models folder (vosk/<lang>/, ...)",
         description=(
             "Write the models folder that every service reads (ROOMSCRIBE_MODELS_DIR): "
-            "vosk/<lang>/ is a Vosk model directory. With --synthetic, build models locally "
-            "that the real engines load (the Vosk one hears pure tones as words; see "
-            "devkit.tones). Downloading real models is not implemented yet."
+            "vosk/<lang>/ is a Vosk model directory, whisper/<size>/ a CTranslate2 Whisper. "
+            "With --synthetic, build models locally that the real engines load (the Vosk "
+            "one hears pure tones as words, see devkit.tones; the Whisper one has random "
+            "weights). Downloading real models is not implemented yet."
         ),
     )
     parser.add_argument(
@@ -88,6 +89,12 @@ def _add_models_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="comma-separated language codes, one vosk/<lang>/ each (default: en)",
     )
     parser.add_argument(
+        "--whisper-size",
+        choices=("micro", "tiny", "base", "small"),
+        default="tiny",
+        help="random-weight Whisper architecture for whisper/<size>/ (default %(default)s)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)"
     )
     parser.set_defaults(handler=_run_models)
@@ -115,8 +122,17 @@ def _run_models(args: argparse.Namespace) -> int:
         build_synthetic_vosk_model(target, variant=variant, seed=seed)
         elapsed = time.perf_counter() - started
         print(f"vosk/{language}: done in {elapsed:.2f} s -> {target}", flush=True)
+    size = args.whisper_size
+    target = models_dir / "whisper" / size
+    print(f"whisper/{size}: building random-weight {size} Whisper (cached) ...", flush=True)
+    started = time.perf_counter()
+    # Imported here: it needs the synthetic extra (torch, transformers, ctranslate2).
+    from devkit.synthetic_whisper import build_synthetic_whisper
+
+    build_synthetic_whisper(target, size=size, seed=seed)
+    print(f"whisper/{size}: done in {time.perf_counter() - started:.1f} s -> {target}")
     # Said plainly so nobody mistakes the folder for a complete set.
-    print("whisper/, kokoro/: no synthetic builder here yet (skipped)")
+    print("kokoro/: no synthetic builder here yet (skipped)")
     return 0
 
 

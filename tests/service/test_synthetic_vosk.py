@@ -200,15 +200,19 @@ def test_build_refuses_to_replace_a_directory_it_did_not_write(tmp_path: Path) -
 
 
 def test_cli_writes_the_models_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = devkit_main(["models", "--synthetic", "--out", str(tmp_path), "--languages", "en"])
+    micro = ["--whisper-size", "micro"]  # the smallest Whisper keeps this test quick
+    status = devkit_main(
+        ["models", "--synthetic", "--out", str(tmp_path), "--languages", "en", *micro]
+    )
 
     assert status == 0
     assert synthetic_vosk_model_ready(tmp_path / "vosk" / "en")
+    assert (tmp_path / "whisper" / "micro" / "model.bin").is_file()
     assert "vosk/en: building synthetic tiny model" in capsys.readouterr().out
     loaded = vosk.Model(str(tmp_path / "vosk" / "en"))
     assert [w["word"] for w in _decode(loaded, synthesize(["delta"]))] == ["delta"]
 
-    assert devkit_main(["models", "--synthetic", "--out", str(tmp_path)]) == 0
+    assert devkit_main(["models", "--synthetic", "--out", str(tmp_path), *micro]) == 0
     assert "already built" in capsys.readouterr().out
 
 
