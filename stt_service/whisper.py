@@ -126,6 +126,11 @@ class WhisperTranscriber:
         self._min_segment_s = min_segment_s
         self._decode_options = dict(decode_options or {})
 
+    @property
+    def model(self) -> Any:
+        """The loaded ``faster_whisper.WhisperModel`` (benchmarks compare against it)."""
+        return self._model
+
     def transcribe(self, audio: Path, *, track_sid: str, language: str | None) -> Transcript:
         """Transcribe a recording (blocking: call it in a thread)."""
         began = time.perf_counter()
