@@ -199,7 +199,8 @@ async def test_whole_recording_path_with_a_gemini_summary(tmp_path: Path) -> Non
     fake = FakeGemini()
 
     def answer(request: RecordedRequest) -> dict[str, Any]:
-        cited = re.findall(r"seg ([\w-]+)\)", request.prompt)
+        # Cite one of alice's own lines: both tracks start at 0 s, so order alone cannot tell.
+        cited = re.findall(r"alice \(seg ([\w-]+)\)", request.prompt)
         return {
             "summary": "Alice and Bob counted seconds.",
             "action_items": [
