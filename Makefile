@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,stt,orchestrator,whisper,synthetic
+EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,agent
 
 .PHONY: setup test check bench bench-store bench-stt bench-webhooks bench-whisper clean
 

@@ -87,3 +87,29 @@ def whisper_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from devkit.synthetic_whisper import build_synthetic_whisper
 
     return build_synthetic_whisper(tmp_path_factory.mktemp("models") / "whisper-micro")
+
+
+@pytest.fixture(scope="session")
+def vosk_models(vosk_model_dir: Path) -> Any:
+    """The synthetic model loaded once, shared by every STT service a test starts."""
+    from stt_service.recognizer import VoskModels
+
+    return VoskModels.load({"en": vosk_model_dir})
+
+
+@pytest.fixture
+async def make_service(tmp_path: Path, vosk_models: Any) -> AsyncIterator[Callable[..., Any]]:
+    """Build STT services (``async with make_service(**settings) as svc``) on one store."""
+    from tests.stt_harness import ServiceRunner
+
+    runners: list[ServiceRunner] = []
+
+    def factory(**overrides: Any) -> ServiceRunner:
+        runner = ServiceRunner(tmp_path / "stt.db", vosk_models, **overrides)
+        runners.append(runner)
+        return runner
+
+    yield factory
+    for runner in runners:
+        await runner.stop()
+        await runner.store.close()

@@ -9,123 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from devkit.tones import synthesize, word_times
-from roomscribe.auth import issue_internal_token
 from roomscribe.models import SegmentSource, TranscriptQuery, TranscriptSource
 from roomscribe.protocol import encode_audio_frame
-from roomscribe.store import SQLiteTranscriptStore
-from stt_service.app import create_app
-from stt_service.recognizer import Recognizer, Utterance, VoskModels
-from stt_service.settings import SttSettings
-from tests.servers import serve
+from tests.stt_harness import Service
 
 pytestmark = pytest.mark.service
 
-SECRET = "stt-test-secret-0123456789abcdefghij"
 T0 = 1_790_000_000.0
 TOLERANCE_S = 0.12
-
-
-@pytest.fixture(scope="session")
-def vosk_models(vosk_model_dir: Path) -> VoskModels:
-    return VoskModels.load({"en": vosk_model_dir})
-
-
-class Flaky:
-    """Wraps the real models; recognizers raise while ``failing`` is set."""
-
-    def __init__(self, models: VoskModels) -> None:
-        self.models = models
-        self.failing = threading.Event()
-        self.delay_s = 0.0
-
-    def languages(self) -> list[str]:
-        return self.models.languages()
-
-    def __call__(self, language: str) -> Recognizer:
-        real = self.models(language)
-        outer = self
-
-        class Wrapped:
-            sample_rate = real.sample_rate
-
-            def accept(self, pcm: bytes) -> Utterance | None:
-                if outer.failing.is_set():
-                    raise RuntimeError("injected failure")
-                if outer.delay_s:
-                    threading.Event().wait(outer.delay_s)
-                return real.accept(pcm)
-
-            def partial(self) -> str:
-                return real.partial()
-
-            def finish(self) -> Utterance | None:
-                return real.finish()
-
-        return Wrapped()
-
-
-class Service:
-    def __init__(self, url: str, store: SQLiteTranscriptStore, recognizers: Flaky) -> None:
-        self.url = url
-        self.ws_url = url.replace("http", "ws") + "/v1/stream"
-        self.store = store
-        self.recognizers = recognizers
-
-    def token(self, audience: str = "stt", secret: str = SECRET) -> str:
-        return issue_internal_token(secret, audience=audience, subject="agent")
-
-    def connect(self, token: str | None = "default") -> Any:
-        headers = {}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {self.token() if token == 'default' else token}"
-        return connect(self.ws_url, additional_headers=headers, max_size=2**22)
-
-
-@pytest.fixture
-async def make_service(
-    tmp_path: Path, vosk_models: VoskModels
-) -> AsyncIterator[Callable[..., Any]]:
-    stores: list[SQLiteTranscriptStore] = []
-
-    def factory(**overrides: Any) -> Any:
-        settings = SttSettings(
-            secret=SECRET,
-            sqlite_path=tmp_path / "stt.db",
-            stt_store_flush_s=0.05,
-            stt_stats_interval_s=0.2,
-            **overrides,
-        )
-        store = SQLiteTranscriptStore(tmp_path / "stt.db")
-        stores.append(store)
-        recognizers = Flaky(vosk_models)
-        app = create_app(settings, recognizer_factory=recognizers, store=store)
-
-        class Running:
-            async def __aenter__(self) -> Service:
-                self._cm = serve(app)
-                url = await self._cm.__aenter__()
-                return Service(url, store, recognizers)
-
-            async def __aexit__(self, *exc: object) -> None:
-                await self._cm.__aexit__(None, None, None)
-
-        return Running()
-
-    yield factory
-    for store in stores:
-        await store.close()
 
 
 def start_message(track: str = "TR_alice", who: str = "alice", **over: Any) -> str:

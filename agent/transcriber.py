@@ -1,0 +1,158 @@
+"""One participant's audio track, transcribed live and turned into captions.
+
+:class:`TrackTranscriber` reads the track's frames (an ``rtc.AudioStream`` at 16 kHz mono in
+a room, or any async iterable of frames), pushes them into a :class:`RoomscribeStream` and
+forwards its results to a :class:`CaptionSink`. When the frames end (the track was
+unpublished or the participant left), it ends the stream's input and waits for the last final,
+so the participant's last words are not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+
+from livekit import rtc
+from livekit.agents import APIConnectOptions, APIError, stt
+
+from agent.captions import Caption, CaptionSink
+from agent.stt_plugin import (
+    SAMPLE_RATE,
+    TRACK_CONNECT_OPTIONS,
+    RoomscribeStream,
+    RoomscribeSTT,
+    StreamStats,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TranscriberResult:
+    """What a finished track transcriber did."""
+
+    finals: list[Caption] = field(default_factory=list)
+    partials: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    stream: StreamStats = field(default_factory=StreamStats)
+    error: str | None = None
+
+
+class TrackTranscriber:
+    """Streams one track to the STT service and publishes its captions.
+
+    Args:
+        stt: The STT plugin (one per agent; streams are per track).
+        captions: Where captions go.
+        room: The room's name.
+        participant: Identity of the track's participant.
+        track_sid: The track's sid.
+        language: The language to recognize.
+        conn_options: Reconnect budget (default: about a minute of backoff).
+    """
+
+    def __init__(
+        self,
+        stt: RoomscribeSTT,
+        captions: CaptionSink,
+        *,
+        room: str,
+        participant: str,
+        track_sid: str,
+        language: str = "en",
+        conn_options: APIConnectOptions = TRACK_CONNECT_OPTIONS,
+    ) -> None:
+        self._stt = stt
+        self._captions = captions
+        self.room = room
+        self.participant = participant
+        self.track_sid = track_sid
+        self._language = language
+        self._conn_options = conn_options
+        # (track sample count after a push, wall time of the push): the caption latency clock.
+        self._pushed_samples: list[int] = []
+        self._pushed_at: list[float] = []
+        self.result = TranscriberResult()
+
+    async def run(self, frames: AsyncIterable[rtc.AudioFrame | rtc.AudioFrameEvent]) -> None:
+        """Transcribe until ``frames`` ends and the last final is in (or the stream fails)."""
+        stream = self._stt.stream(
+            language=self._language,
+            conn_options=self._conn_options,
+            participant=self.participant,
+            track_sid=self.track_sid,
+            track_started_at=time.time(),
+            room=self.room,
+        )
+        self.result.stream = stream.stats
+        pump = asyncio.create_task(self._pump(frames, stream), name=f"pump-{self.track_sid}")
+        try:
+            async for event in stream:
+                await self._forward(event)
+        except APIError as exc:
+            # The service stayed unreachable past the reconnect budget, or refused the
+            # stream: this track's live captions stop; the recording path still has it.
+            self.result.error = str(exc)
+            log.error(
+                "live transcription of a track stopped: %s",
+                exc,
+                extra={"room": self.room, "track_sid": self.track_sid},
+            )
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            await stream.aclose()
+
+    async def _pump(
+        self,
+        frames: AsyncIterable[rtc.AudioFrame | rtc.AudioFrameEvent],
+        stream: RoomscribeStream,
+    ) -> None:
+        total = 0
+        async for item in frames:
+            frame = item.frame if isinstance(item, rtc.AudioFrameEvent) else item
+            stream.push_frame(frame)
+            total += frame.samples_per_channel * SAMPLE_RATE // frame.sample_rate
+            self._pushed_samples.append(total)
+            self._pushed_at.append(time.monotonic())
+        stream.end_input()
+
+    def _latency_ms(self, audio_end_ms: int | None) -> float | None:
+        """Time since the newest sample this result heard was pushed in."""
+        if audio_end_ms is None or not self._pushed_samples:
+            return None
+        sample = audio_end_ms * SAMPLE_RATE // 1000
+        i = bisect.bisect_left(self._pushed_samples, sample)
+        if i >= len(self._pushed_at):
+            return None
+        return (time.monotonic() - self._pushed_at[i]) * 1000
+
+    async def _forward(self, event: stt.SpeechEvent) -> None:
+        final = event.type is stt.SpeechEventType.FINAL_TRANSCRIPT
+        if not final and event.type is not stt.SpeechEventType.INTERIM_TRANSCRIPT:
+            return
+        data = event.alternatives[0]
+        metadata = data.metadata or {}
+        latency = self._latency_ms(metadata.get("audio_end_ms"))
+        caption = Caption(
+            participant=self.participant,
+            track_sid=self.track_sid,
+            caption_id=event.request_id,
+            text=data.text,
+            final=final,
+            start_s=data.start_time,
+            end_s=data.end_time,
+            segment_id=metadata.get("segment_id"),
+            latency_ms=latency,
+        )
+        if final:
+            self.result.finals.append(caption)
+        else:
+            self.result.partials += 1
+        if latency is not None:
+            self.result.latencies_ms.append(latency)
+        await self._captions.publish(caption)
