@@ -1,0 +1,172 @@
+"""The livekit-agents worker: one job per room (``python -m agent start|dev``).
+
+A job connects subscribed to audio only, registers the room with the orchestrator, runs a
+:class:`TrackTranscriber` for every remote audio track (already there or published later),
+publishes captions on ``lk.transcription``, speaks ``tts_control`` requests on an agent
+track, and finalizes the room with the orchestrator when the room ends or the job shuts
+down. Jobs run as threads of one process, so the worker's load function sees every job's
+open streams through one shared :class:`StreamLoad`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from livekit import rtc
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType
+
+from agent.captions import RoomCaptions
+from agent.orchestrator import OrchestratorClient, OrchestratorError
+from agent.settings import AgentSettings
+from agent.stt_plugin import RoomscribeSTT
+from agent.transcriber import TrackTranscriber
+from agent.tts import (
+    TTS_CONTROL_TOPIC,
+    TTS_STATUS_TOPIC,
+    HttpSynthesizer,
+    TrackAudioOutput,
+    TtsManager,
+    TtsStatus,
+)
+from roomscribe.auth import issue_internal_token
+
+log = logging.getLogger(__name__)
+
+
+class StreamLoad:
+    """Open transcription streams across the worker's jobs (thread-safe)."""
+
+    def __init__(self, capacity: int) -> None:
+        """``capacity`` streams make a load of 1.0."""
+        self._capacity = capacity
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        """Count ``n`` streams opened (negative: closed)."""
+        with self._lock:
+            self._open += n
+
+    def load(self) -> float:
+        """The worker's load for LiveKit's dispatcher, in [0, 1]."""
+        with self._lock:
+            return min(1.0, self._open / self._capacity)
+
+
+class RoomSession:
+    """Everything one job does in one room."""
+
+    def __init__(self, room: rtc.Room, settings: AgentSettings, load: StreamLoad) -> None:
+        """Prepare the session for ``room`` (connected by the caller)."""
+        secret = settings.secret.get_secret_value()
+        self.room = room
+        self._settings = settings
+        self._load = load
+        self._stt = RoomscribeSTT(
+            url=settings.stt_url,
+            token=lambda: issue_internal_token(secret, audience="stt", subject="agent"),
+            language=settings.agent_language,
+            room=room.name,
+        )
+        self._captions = RoomCaptions(room)
+        self._orchestrator = OrchestratorClient(settings.orchestrator_url, secret)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._control_tasks: set[asyncio.Task[None]] = set()
+        self._synth = HttpSynthesizer(settings.tts_url, secret)
+        self._voice = TrackAudioOutput()
+        self._tts = TtsManager(
+            self._synth, self._voice, self._send_status, max_chars=settings.agent_tts_max_chars
+        )
+
+    async def start(self) -> None:
+        """Register the room, then transcribe every audio track and listen for TTS."""
+        try:
+            await self._orchestrator.register(self.room.name)
+        except OrchestratorError as exc:
+            # Live captions still work; the recording path needs the registration, and the
+            # orchestrator's reconciler cannot know the room without it: say so loudly.
+            log.error("room registration failed: %s", exc, extra={"room": self.room.name})
+        self.room.on("track_subscribed", self._on_track_subscribed)
+        self.room.on("data_received", self._on_data)
+        for participant in self.room.remote_participants.values():
+            for publication in participant.track_publications.values():
+                track = publication.track
+                if isinstance(track, rtc.RemoteAudioTrack):
+                    self._transcribe(track, participant)
+        await self.room.local_participant.publish_track(
+            self._voice.track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        self._tts.start()
+
+    async def finish(self) -> None:
+        """Let every track's stream deliver its last final, then finalize the room."""
+        await self._tts.aclose()
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        try:
+            await self._orchestrator.finalize(self.room.name)
+        except OrchestratorError as exc:
+            log.error("room finalize failed: %s", exc, extra={"room": self.room.name})
+        await self._orchestrator.aclose()
+        await self._synth.aclose()
+        await self._voice.aclose()
+
+    def _on_track_subscribed(
+        self,
+        track: rtc.Track,
+        publication: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        if isinstance(track, rtc.RemoteAudioTrack):
+            self._transcribe(track, participant)
+
+    def _transcribe(self, track: rtc.RemoteAudioTrack, participant: rtc.RemoteParticipant) -> None:
+        if track.sid in self._tasks:
+            return
+        transcriber = TrackTranscriber(
+            self._stt,
+            self._captions,
+            room=self.room.name,
+            participant=participant.identity,
+            track_sid=track.sid,
+            language=self._settings.agent_language,
+        )
+        # The stream ends when the track is unsubscribed or the participant leaves; the
+        # transcriber then ends its input and waits for the last final.
+        frames = rtc.AudioStream(track, sample_rate=16000, num_channels=1)
+        self._load.add(1)
+        task = asyncio.create_task(transcriber.run(frames), name=f"transcribe-{track.sid}")
+        self._tasks[track.sid] = task
+        task.add_done_callback(lambda _: self._load.add(-1))
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        if packet.topic == TTS_CONTROL_TOPIC:
+            task = asyncio.create_task(self._tts.handle(packet.data))
+            self._control_tasks.add(task)
+            task.add_done_callback(self._control_tasks.discard)
+
+    async def _send_status(self, status: TtsStatus) -> None:
+        await self.room.local_participant.publish_data(
+            status.model_dump_json(exclude_none=True), topic=TTS_STATUS_TOPIC, reliable=True
+        )
+
+
+def build_server(settings: AgentSettings) -> AgentServer:
+    """The agent server: thread jobs sharing one stream count as the load."""
+    load = StreamLoad(settings.agent_max_streams)
+    server = AgentServer(
+        job_executor_type=JobExecutorType.THREAD,
+        load_fnc=load.load,
+        load_threshold=0.9,
+    )
+
+    @server.rtc_session()
+    async def entrypoint(ctx: JobContext) -> None:
+        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+        session = RoomSession(ctx.room, settings, load)
+        ctx.add_shutdown_callback(session.finish)
+        await session.start()
+
+    return server
