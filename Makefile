@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,agent
 
-.PHONY: setup test check bench bench-store bench-stt bench-webhooks bench-whisper clean
+.PHONY: setup test check demo bench bench-store bench-stt bench-webhooks bench-whisper clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -24,6 +24,10 @@ check: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# A simulated meeting through the real services; ARGS="--synthetic --speed 4" for example.
+demo: setup
+	$(PY) -m devkit demo $(ARGS)
 
 # Benchmarks print a table, or with ARGS=--json one JSON object last (docs/benchmarks.md).
 bench: bench-store bench-webhooks bench-stt bench-whisper

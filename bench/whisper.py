@@ -39,7 +39,6 @@ from bench.report import emit
 
 SIZES = ("tiny", "base", "small")
 TOKENS_PER_S = 3.5
-WINDOW_S = 30
 
 
 def meeting_tracks(speech: Path, seconds: float) -> list[np.ndarray]:
@@ -82,16 +81,9 @@ def model_for(size: str, workdir: Path) -> tuple[Path, str]:
 def decode_options(weights: str) -> dict[str, Any]:
     if weights == "real":
         return {"temperature": 0.0}
-    tokens = round(TOKENS_PER_S * WINDOW_S)
-    # CT2 halves max_new_tokens for Whisper's prompt accounting: 2N - 3 gives N tokens.
-    # Without timestamps each window advances a full 30 s; random timestamp tokens would
-    # move the window arbitrarily and decode far more windows than real audio needs.
-    return {
-        "temperature": 0.0,
-        "suppress_tokens": [-1, 50257],
-        "max_new_tokens": 2 * tokens - 3,
-        "without_timestamps": True,
-    }
+    from devkit.synthetic_whisper import random_weight_decode_options
+
+    return random_weight_decode_options(TOKENS_PER_S)
 
 
 def direct_seconds(model: Any, audio: Path, beam: int, options: dict[str, Any]) -> float:

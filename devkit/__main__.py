@@ -13,6 +13,8 @@ one line in :func:`build_parser`.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -177,7 +179,6 @@ def _add_livekit_emulator_command(
 def _run_livekit_emulator(args: argparse.Namespace) -> int:
     # Imported here: livekit-api, uvicorn and PyAV belong to other extras than `models` needs.
     import asyncio
-    import contextlib
 
     from devkit.livekit_emulator import LiveKitEmulator
     from roomscribe.objectstore import LocalObjectStore
@@ -208,6 +209,57 @@ def _run_livekit_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="run a simulated meeting through the real services (make demo)",
+        description="A simulated meeting of 3-4 participants through the emulator, the "
+        "orchestrator, the STT service and a Whisper worker, on the embedded defaults.",
+    )
+    parser.add_argument(
+        "--synthetic", action="store_true", help="use synthetic models, do not download"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="playback speed (default: real time)"
+    )
+    parser.add_argument(
+        "--audio", type=Path, default=None, help="folder with one audio file per participant"
+    )
+    parser.add_argument(
+        "--turns", type=int, default=None, help="turns of the built-in script to play (all)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="REST API port (%(default)s)")
+    parser.add_argument(
+        "--whisper-size", default=None, help="Whisper size (small; tiny with --synthetic)"
+    )
+    parser.add_argument("--models", type=Path, default=Path("var/models"), help="models folder")
+    parser.add_argument(
+        "--exit", action="store_true", help="exit after the summary instead of serving the API"
+    )
+    parser.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from devkit.demo import TONE_SCRIPT, DemoOptions, run_demo
+
+    if args.speed <= 0:
+        print("--speed must be > 0", file=sys.stderr)
+        return 2
+    opts = DemoOptions(
+        synthetic=args.synthetic,
+        speed=args.speed,
+        audio_dir=args.audio,
+        turns=args.turns or len(TONE_SCRIPT),
+        models_dir=args.models,
+        port=args.port,
+        whisper_size=args.whisper_size or ("tiny" if args.synthetic else "small"),
+        keep_serving=not args.exit and sys.stdin.isatty(),
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(opts))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``python -m devkit`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -217,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_models_command(commands)
     _add_livekit_emulator_command(commands)
+    _add_demo_command(commands)
     return parser
 
 

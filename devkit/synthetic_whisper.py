@@ -394,3 +394,22 @@ def build_synthetic_whisper(out_dir: Path, *, size: WhisperSize = "micro", seed:
                 return out_dir  # a concurrent builder got there first with the same model
             raise
     return out_dir
+
+
+def random_weight_decode_options(tokens_per_s: float = 3.5) -> dict[str, Any]:
+    """Decoding options that make a random-weight Whisper cost what a real one does.
+
+    Random weights never emit end-of-text, so each 30 s window would decode to the length
+    limit; a fixed length of ``tokens_per_s`` (about real English output) keeps timings
+    realistic. The text is meaningless either way.
+    """
+    tokens = round(tokens_per_s * 30)
+    # CT2 halves max_new_tokens for Whisper's prompt accounting: 2N - 3 gives N tokens.
+    # Without timestamps each window advances a full 30 s; random timestamp tokens would
+    # move the window arbitrarily and decode far more windows than real audio needs.
+    return {
+        "temperature": 0.0,
+        "suppress_tokens": [-1, 50257],
+        "max_new_tokens": 2 * tokens - 3,
+        "without_timestamps": True,
+    }
