@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,agent
+EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,agent,demo
 
 .PHONY: setup test check demo bench bench-store bench-stt bench-webhooks bench-whisper clean
 

@@ -68,6 +68,18 @@ TONE_SCRIPT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dave", ("bravo", "charlie", "delta")),
 )
 
+#: The built-in meeting in words, voiced with espeak-ng when real models are in use.
+SPOKEN_SCRIPT: tuple[tuple[str, str], ...] = (
+    ("alice", "Good morning everyone. Let's start with the release status."),
+    ("bob", "The build is green. I will tag the release candidate today."),
+    ("carol", "The documentation still needs the new export formats."),
+    ("dave", "I can review the documentation tomorrow morning."),
+    ("alice", "Great. Carol, can you send the draft to Dave by noon?"),
+    ("bob", "One more thing. The load test showed thirty streams on two cores."),
+    ("carol", "I will add those figures to the benchmark page."),
+    ("dave", "Then we are done. Thanks everyone."),
+)
+
 BANNER = """\
 ==============================================================================
  SYNTHETIC MODELS{why}
@@ -88,7 +100,8 @@ class DemoOptions:
         synthetic: Use synthetic models without trying to download real ones.
         speed: Playback speed (1.0 = real time, through a local rtc track).
         audio_dir: One audio file per participant (any common format); None: built-in script.
-        turns: How many turns of the built-in script to play.
+        turns: How many turns of the built-in script to play (tone words with synthetic
+            models, espeak-ng speech with real ones).
         models_dir: Where real models live (``vosk/en``, ``whisper/<size>``).
         work_dir: Where the demo's store, objects and synthetic models go (wiped per run).
         port: The orchestrator's port (its REST API and ``/docs``).
@@ -149,14 +162,30 @@ def _clock(seconds: float) -> str:
 
 
 def tone_meeting(turns: int) -> dict[str, npt.NDArray[np.int16]]:
-    """The built-in script as one track per participant (silent while others speak)."""
+    """The built-in tone script as one track per participant (silent while others speak)."""
     script = TONE_SCRIPT[: max(1, turns)]
-    people = list(dict.fromkeys(who for who, _ in script))
     pieces = [synthesize(list(words), lead_s=0.3, tail_s=1.0) for _, words in script]
+    return _turns_to_tracks([who for who, _ in script], pieces)
+
+
+def spoken_meeting(turns: int) -> dict[str, npt.NDArray[np.int16]]:
+    """The built-in spoken script, voiced with espeak-ng, one track per participant."""
+    from devkit.voice import speak
+
+    script = SPOKEN_SCRIPT[: max(1, turns)]
+    pause = np.zeros(_RATE * 6 // 10, dtype=np.int16)
+    pieces = [np.concatenate([pause, speak(text), pause]) for _, text in script]
+    return _turns_to_tracks([who for who, _ in script], pieces)
+
+
+def _turns_to_tracks(
+    speakers: list[str], pieces: list[npt.NDArray[np.int16]]
+) -> dict[str, npt.NDArray[np.int16]]:
+    people = list(dict.fromkeys(speakers))
     total = sum(len(p) for p in pieces)
     tracks = {who: np.zeros(total + _RATE, dtype=np.int16) for who in people}
     at = 0
-    for (who, _), piece in zip(script, pieces, strict=True):
+    for who, piece in zip(speakers, pieces, strict=True):
         tracks[who][at : at + len(piece)] = piece
         at += len(piece)
     return tracks
@@ -209,10 +238,7 @@ async def run_demo(opts: DemoOptions) -> DemoReport:
     elif synthetic:
         tracks = tone_meeting(opts.turns)
     else:
-        raise SystemExit(
-            "real models are ready: give the meeting's audio with --audio DIR "
-            "(one file per participant), or use --synthetic for the built-in tone meeting"
-        )
+        tracks = await asyncio.to_thread(spoken_meeting, opts.turns)
     shutil.rmtree(opts.work_dir, ignore_errors=True)
     opts.work_dir.mkdir(parents=True)
     async with _services(opts, vosk_dir, whisper_dir, synthetic) as services:
