@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import wave
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from devkit.demo import SPOKEN_SCRIPT, TONE_SCRIPT, spoken_meeting, tone_meeting
+from devkit.demo import SPOKEN_SCRIPT, TONE_SCRIPT, audio_meeting, spoken_meeting, tone_meeting
 
 pytestmark = pytest.mark.unit
 
@@ -33,3 +36,21 @@ def test_espeak_voice_is_speech_length() -> None:
 
     pcm = speak("I will send the report by Friday.")
     assert pcm.dtype == np.int16 and 1.0 < len(pcm) / 16000 < 4.0
+
+
+def test_audio_folder_gives_one_track_per_file(tmp_path: Path) -> None:
+    for name, seconds, rate in (("erin", 1.0, 16000), ("frank", 2.5, 48000)):
+        with wave.open(str(tmp_path / f"{name}.wav"), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(rate)
+            wav.writeframes((np.ones(int(rate * seconds)) * 1000).astype("<i2").tobytes())
+    (tmp_path / ".DS_Store").write_bytes(b"junk")
+    tracks = audio_meeting(tmp_path)
+    assert list(tracks) == ["erin", "frank"]
+    assert {len(t) for t in tracks.values()} == {40000}  # padded to the longest, 16 kHz
+
+
+def test_empty_audio_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no audio files"):
+        audio_meeting(tmp_path)
