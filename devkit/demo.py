@@ -41,7 +41,7 @@ from devkit.model_fetch import ModelFetchError, fetch_vosk, fetch_whisper
 from devkit.tones import synthesize
 from roomscribe.audio import decode_file
 from roomscribe.auth import issue_internal_token
-from roomscribe.models import RoomStatus, TrackStatus
+from roomscribe.models import RoomStatus, Summary, TrackStatus
 from roomscribe.objectstore import LocalObjectStore
 from roomscribe.serving import running
 from roomscribe.store import SQLiteTranscriptStore
@@ -425,14 +425,16 @@ async def _follow_whisper(
     raise SystemExit(f"the room did not complete within {timeout_s:.0f} s")
 
 
-def _print_outcome(opts: DemoOptions, url: str, summary: object, end_to_summary: float) -> None:
+def _print_outcome(
+    opts: DemoOptions, url: str, summary: Summary | None, end_to_summary: float
+) -> None:
     out = opts.out
     out.write(f"\nsummary ({end_to_summary:.1f} s after the meeting ended):\n")
     if summary is None:
         out.write("  (none)\n")
     else:
-        out.write(f"  model: {summary.model}\n  {summary.text}\n")  # type: ignore[attr-defined]
-        for item in summary.action_items:  # type: ignore[attr-defined]
+        out.write(f"  model: {summary.model}\n  {summary.text}\n")
+        for item in summary.action_items:
             for action in item.actions:
                 out.write(f"  - {item.participant_identity}: {action.text}\n")
     token = jwt.encode(

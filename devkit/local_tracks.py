@@ -43,7 +43,7 @@ async def track_frames(
     started = time.monotonic()
     for i, start in enumerate(range(0, len(pcm), step)):
         chunk = pcm[start : start + step]
-        yield rtc.AudioFrame(chunk.astype("<i2").tobytes(), sample_rate, 1, len(chunk))
+        yield _frame(chunk, sample_rate)
         due = started + (i + 1) * _FRAME_MS / 1000 / speed
         await asyncio.sleep(max(0.0, due - time.monotonic()))
 
@@ -56,9 +56,7 @@ async def _through_rtc(
     # The first 100 ms are queued before the stream opens: a local track plays silence while
     # its source is empty, and a busy loop could otherwise shift the audio by that silence.
     primed = sample_rate // 10
-    await source.capture_frame(
-        rtc.AudioFrame(pcm[:primed].astype("<i2").tobytes(), sample_rate, 1, len(pcm[:primed]))
-    )
+    await source.capture_frame(_frame(pcm[:primed], sample_rate))
     stream = rtc.AudioStream(track, sample_rate=out_rate, num_channels=1)
     expected = len(pcm) * out_rate // sample_rate
     feeder = asyncio.create_task(_capture(source, pcm[primed:], sample_rate))
@@ -81,7 +79,9 @@ async def _capture(source: rtc.AudioSource, pcm: npt.NDArray[np.int16], rate: in
     for start in range(0, len(pcm), step):
         chunk = pcm[start : start + step]
         # Blocks while the source's queue is full: this is what paces playback in real time.
-        await source.capture_frame(
-            rtc.AudioFrame(chunk.astype("<i2").tobytes(), rate, 1, len(chunk))
-        )
+        await source.capture_frame(_frame(chunk, rate))
     await source.wait_for_playout()
+
+
+def _frame(pcm: npt.NDArray[np.int16], rate: int) -> rtc.AudioFrame:
+    return rtc.AudioFrame(pcm.astype("<i2").tobytes(), rate, 1, len(pcm))

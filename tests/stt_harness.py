@@ -88,7 +88,6 @@ class ServiceRunner:
         self._overrides = overrides
         self._port = 0
         self._cm: Any = None
-        self.app: Any = None
 
     def _app(self) -> Any:
         settings = SttSettings(
@@ -98,8 +97,7 @@ class ServiceRunner:
             stt_stats_interval_s=0.2,
             **self._overrides,
         )
-        self.app = create_app(settings, recognizer_factory=self.recognizers, store=self.store)
-        return self.app
+        return create_app(settings, recognizer_factory=self.recognizers, store=self.store)
 
     async def start(self) -> Service:
         self._cm = running(self._app(), port=self._port)
