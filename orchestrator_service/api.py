@@ -38,7 +38,10 @@ class TranscriptFilters:
         ] = None,
         source: Annotated[
             TranscriptSource,
-            Query(description="realtime, whisper, or best (Whisper where it is done)."),
+            Query(
+                description="realtime, whisper, or best (Whisper where it is done and "
+                "heard speech, live elsewhere)."
+            ),
         ] = TranscriptSource.BEST,
         time_from: Annotated[
             float | None,

@@ -63,7 +63,12 @@ class SegmentSource(StrEnum):
 
 
 class TranscriptSource(StrEnum):
-    """What a transcript query reads: one source, or ``best`` (Whisper where it exists)."""
+    """What a transcript query reads: one source, or ``best``.
+
+    ``best`` is the Whisper transcript of each track whose Whisper pass finished with at least
+    one segment, and the live transcript of every other track: a pass that heard nothing (its
+    voice detector kept no speech) never hides what the live captions caught.
+    """
 
     REALTIME = "realtime"
     WHISPER = "whisper"

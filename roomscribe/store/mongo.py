@@ -414,6 +414,8 @@ class MongoTranscriptStore(StoreLookups):
         source = SegmentSource.WHISPER
         await self._chunks.delete_many({"track_sid": track_sid, "source": source.value})
         docs = [_segment_doc(s, meta[2]) for s in first_of_each_id(segments).values()]
+        # The count is what was stored (ids de-duplicated): ``best`` relies on it.
+        stats = stats.model_copy(update={"segments": len(docs)})
         chunks = [
             _chunk_doc(meta, track_sid, source, seq, docs[i : i + self.chunk_size])
             for seq, i in enumerate(range(0, len(docs), self.chunk_size))
@@ -440,7 +442,12 @@ class MongoTranscriptStore(StoreLookups):
             corrected = [
                 d["_id"]
                 async for d in self._tracks.find(
-                    {"room": query.room, "status": TrackStatus.TRANSCRIBED.value}, {"_id": 1}
+                    {
+                        "room": query.room,
+                        "status": TrackStatus.TRANSCRIBED.value,
+                        "whisper.segments": {"$gt": 0},
+                    },
+                    {"_id": 1},
                 )
             ]
             parts = [await self._select(query, SegmentSource.REALTIME, after, exclude=corrected)]

@@ -673,10 +673,11 @@ class SQLiteTranscriptStore(StoreLookups):
             conn.execute(
                 "DELETE FROM chunks WHERE track_sid = ? AND source = ?", (track_sid, source)
             )
-            self._insert_segments(conn, track_sid, SegmentSource.WHISPER, segments)
+            stored = self._insert_segments(conn, track_sid, SegmentSource.WHISPER, segments)
 
             def change(track: Track) -> bool:
-                track.whisper = stats
+                # The count is what was stored (ids de-duplicated): ``best`` relies on it.
+                track.whisper = stats.model_copy(update={"segments": stored})
                 return True
 
             self._modify_track(conn, track_sid, change)
@@ -705,7 +706,8 @@ class SQLiteTranscriptStore(StoreLookups):
                 corrected = [
                     sid
                     for (sid,) in conn.execute(
-                        "SELECT track_sid FROM tracks WHERE room = ? AND status = ?",
+                        "SELECT track_sid FROM tracks WHERE room = ? AND status = ? "
+                        "AND json_extract(doc, '$.whisper.segments') > 0",
                         (query.room, TrackStatus.TRANSCRIBED.value),
                     )
                 ]

@@ -397,6 +397,28 @@ async def test_whisper_replaces_and_best_prefers_it(make_store: Callable[..., An
     assert [i for _, i in only_a] == ["wa000000", "wa000001"]
 
 
+async def test_best_keeps_live_words_when_whisper_heard_nothing(
+    make_store: Callable[..., Any],
+) -> None:
+    store: TranscriptStore = await make_store(chunk_size=3)
+    await store.upsert_track(track("TR_a", who="alice"))
+    await store.append_realtime_segments("TR_a", [seg(i, i, tag="ra") for i in range(4)])
+    # The stats claim segments the call did not store: the store counts what it stored.
+    claimed = WhisperStats(model="tiny", audio_s=4.0, real_time_factor=0.1, segments=5)
+    await store.replace_whisper_segments("TR_a", [], stats=claimed)
+    await store.set_track_status("TR_a", TrackStatus.TRANSCRIBED)
+    assert (await store.get_track("TR_a")).whisper == claimed.model_copy(update={"segments": 0})
+    best = await all_pages(store, room="standup", source=TranscriptSource.BEST, limit=3)
+    assert [i for _, i in best] == [f"ra{i:06d}" for i in range(4)]
+    # A rerun that hears speech switches the track to Whisper; duplicates count once.
+    rerun = [seg(0, 0.5, tag="wa"), seg(0, 0.5, tag="wa"), seg(1, 2, tag="wa")]
+    await store.replace_whisper_segments("TR_a", rerun, stats=claimed)
+    stats = (await store.get_track("TR_a")).whisper
+    assert stats is not None and stats.segments == 2
+    best = await all_pages(store, room="standup", source=TranscriptSource.BEST, limit=3)
+    assert [i for _, i in best] == ["wa000000", "wa000001"]
+
+
 # Whisper jobs --------------------------------------------------------------------------------
 async def test_two_workers_racing_for_one_job(store: TranscriptStore) -> None:
     await store.upsert_track(track("TR_a"))
