@@ -37,7 +37,12 @@ class TranscriberResult:
 
     finals: list[Caption] = field(default_factory=list)
     partials: int = 0
+    #: Per caption: time from the newest audio it heard being pushed in to its arrival (the
+    #: pipeline's own delay: network, queue, recognizer).
     latencies_ms: list[float] = field(default_factory=list)
+    #: Per final: time from its last word's end being pushed in to its arrival (what a reader
+    #: waits after a speaker stops: the recognizer's end-of-utterance wait plus the pipeline).
+    final_latencies_ms: list[float] = field(default_factory=list)
     stream: StreamStats = field(default_factory=StreamStats)
     error: str | None = None
 
@@ -121,15 +126,25 @@ class TrackTranscriber:
             self._pushed_at.append(time.monotonic())
         stream.end_input()
 
-    def _latency_ms(self, audio_end_ms: int | None) -> float | None:
-        """Time since the newest sample this result heard was pushed in."""
-        if audio_end_ms is None or not self._pushed_samples:
+    def _latency_ms(self, track_ms: float | None) -> float | None:
+        """Time since the sample at ``track_ms`` (track time) was pushed in."""
+        if track_ms is None or not self._pushed_samples:
             return None
-        sample = audio_end_ms * SAMPLE_RATE // 1000
+        sample = int(track_ms * SAMPLE_RATE // 1000)
         i = bisect.bisect_left(self._pushed_samples, sample)
         if i >= len(self._pushed_at):
             return None
         return (time.monotonic() - self._pushed_at[i]) * 1000
+
+    def _forget_pushes_before(self, track_s: float) -> None:
+        """Drop clock entries before a final's end: later results never look that far back.
+
+        Without this the clock keeps one entry per frame for the whole track (about 360,000
+        an hour); a reconnect replays only audio after the last final, so nothing is lost.
+        """
+        i = bisect.bisect_left(self._pushed_samples, int(track_s * SAMPLE_RATE))
+        del self._pushed_samples[:i]
+        del self._pushed_at[:i]
 
     async def _forward(self, event: stt.SpeechEvent) -> None:
         final = event.type is stt.SpeechEventType.FINAL_TRANSCRIPT
@@ -149,10 +164,14 @@ class TrackTranscriber:
             segment_id=metadata.get("segment_id"),
             latency_ms=latency,
         )
-        if final:
-            self.result.finals.append(caption)
-        else:
-            self.result.partials += 1
         if latency is not None:
             self.result.latencies_ms.append(latency)
+        if final:
+            self.result.finals.append(caption)
+            speech_end = self._latency_ms(data.end_time * 1000)
+            if speech_end is not None:
+                self.result.final_latencies_ms.append(speech_end)
+            self._forget_pushes_before(data.end_time)
+        else:
+            self.result.partials += 1
         await self._captions.publish(caption)

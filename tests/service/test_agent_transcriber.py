@@ -92,6 +92,14 @@ async def test_partials_and_finals_arrive_with_track_times(
     assert {p.caption_id for p in partials} <= {f.caption_id for f in finals}
     assert all(c.participant == "alice" and c.track_sid == "TR_alice" for c in sink.captions)
     assert tt.result.error is None and tt.result.latencies_ms
+    # A final comes after its last word ends (the recognizer waits for the pause), so the
+    # wait from speech end is longer than the pipeline delay measured from newest audio.
+    assert len(tt.result.final_latencies_ms) == len(finals)
+    final_pipeline = [f.latency_ms for f in finals]
+    assert all(
+        p is not None and w >= p
+        for w, p in zip(tt.result.final_latencies_ms, final_pipeline, strict=True)
+    )
     stored = await svc.store.query_transcript(
         TranscriptQuery(room="standup", source=TranscriptSource.REALTIME)
     )
