@@ -3,7 +3,8 @@
 Everything downstream of this module works on one representation: PCM as a one-dimensional
 ``int16`` numpy array, mono, at a known sample rate (16 kHz, :data:`TARGET_SAMPLE_RATE`, for
 the recognizers). Files in any format FFmpeg reads (wav, flac, ogg/opus, mp3, m4a, ...) are
-decoded with PyAV and converted with FFmpeg's resampler, which also mixes channels down.
+decoded with PyAV and converted with FFmpeg's resampler, which also mixes channels down; or,
+with :func:`decode_channels`, keeps them apart as one such array per channel.
 
 Decoding is blocking, CPU-bound work: call it from a worker thread, never on an event loop.
 """
@@ -28,6 +29,10 @@ TARGET_SAMPLE_RATE: Final = 16000
 
 #: PCM samples: a one-dimensional, mono ``int16`` array.
 Pcm: TypeAlias = npt.NDArray[np.int16]
+
+# Resampled ``int16`` samples with time on the last axis: ``(samples,)`` for mono output,
+# ``(channels, samples)`` (one row per channel) when the channels are kept apart.
+_Samples: TypeAlias = npt.NDArray[np.int16]
 
 # Signed 16-bit little-endian, the byte order of the wire protocol and of WAV.
 _S16LE: Final = np.dtype("<i2")
@@ -54,7 +59,7 @@ def _check_rate(name: str, rate: int) -> None:
 
 
 class _FrameResampler:
-    """Converts a stream of PyAV audio frames to mono s16 at one rate, losing nothing.
+    """Converts a stream of PyAV audio frames to s16 at one rate, losing nothing.
 
     FFmpeg's resampler holds back a filter's worth of samples; flushing it alone drops that
     tail for short inputs (anything under about 90 samples at 48 kHz comes out empty). So the
@@ -62,23 +67,35 @@ class _FrameResampler:
     ``round(samples_in * rate_out / rate_in)``, which is what a lossless resampler returns.
     Input whose format, layout or rate changes mid-stream (chained Ogg streams) gets a fresh
     resampler for each run of matching frames.
+
+    The output is mono (one-dimensional pieces) unless ``layout`` is None: then it keeps the
+    first frame's channel layout, in ``(channels, samples)`` pieces. That layout stays for
+    the whole stream, so a later run of frames with other channels is remixed to it and
+    every piece has the same number of rows.
+
+    Planar frames are never read or written here (their ``planes`` in PyAV look past the
+    channel pointers from 8 channels on and crash): the output is packed s16, split into
+    channels with numpy, and the flush's silence is made by FFmpeg (see _silence_like).
     """
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, *, layout: str | None = "mono") -> None:
         self._rate = rate
+        self._layout = layout
         self._resampler: AudioResampler | None = None
         self._source: tuple[str, str, int] | None = None
         self._template: AudioFrame | None = None
         self._samples_in = 0
         self._samples_out = 0
 
-    def push(self, frame: AudioFrame) -> list[Pcm]:
-        """Resample one frame; returns the PCM that is ready (possibly none)."""
+    def push(self, frame: AudioFrame) -> list[_Samples]:
+        """Resample one frame; returns the samples that are ready (possibly none)."""
         source = (frame.format.name, frame.layout.name, frame.sample_rate)
-        out: list[Pcm] = []
+        out: list[_Samples] = []
         if source != self._source:
             out.extend(self.flush())
-            self._resampler = AudioResampler(format="s16", layout="mono", rate=self._rate)
+            if self._layout is None:
+                self._layout = frame.layout.name
+            self._resampler = AudioResampler(format="s16", layout=self._layout, rate=self._rate)
             self._source = source
         assert self._resampler is not None
         self._template = frame
@@ -86,43 +103,59 @@ class _FrameResampler:
         out.extend(self._take(self._resampler.resample(frame), limit=None))
         return out
 
-    def flush(self) -> list[Pcm]:
+    def flush(self) -> list[_Samples]:
         """Drain the resampler; the next :meth:`push` starts afresh."""
         resampler, template, source = self._resampler, self._template, self._source
         self._resampler = self._template = self._source = None
         if resampler is None or template is None or source is None:
             return []
         expected = (self._samples_in * self._rate + source[2] // 2) // source[2]
-        frames = resampler.resample(_silence_like(template, samples=max(source[2] // 50, 256)))
+        frames = [
+            out
+            for silence in _silence_like(template, samples=max(source[2] // 50, 256))
+            for out in resampler.resample(silence)
+        ]
         frames.extend(resampler.resample(None))
         out = self._take(frames, limit=expected)
         self._samples_in = self._samples_out = 0
         return out
 
-    def _take(self, frames: list[AudioFrame], *, limit: int | None) -> list[Pcm]:
-        out: list[Pcm] = []
+    def _take(self, frames: list[AudioFrame], *, limit: int | None) -> list[_Samples]:
+        out: list[_Samples] = []
         for frame in frames:
-            pcm = _frame_pcm(frame)
+            samples = _frame_samples(frame)
             if limit is not None:
-                pcm = pcm[: max(limit - self._samples_out, 0)]
-            if pcm.size:
-                self._samples_out += pcm.size
-                out.append(pcm)
+                samples = samples[..., : max(limit - self._samples_out, 0)]
+            # Counted per channel (the last axis), like frame.samples and the limit.
+            if samples.shape[-1]:
+                self._samples_out += samples.shape[-1]
+                out.append(samples)
         return out
 
 
-def _frame_pcm(frame: AudioFrame) -> Pcm:
-    # Mono s16 is packed, so to_ndarray() is (1, samples); copy out of PyAV's buffer.
-    return np.asarray(frame.to_ndarray(), dtype=np.int16).reshape(-1).copy()
+def _frame_samples(frame: AudioFrame) -> _Samples:
+    # Packed s16: to_ndarray() is (1, samples * channels), interleaved. Copy out of PyAV's
+    # buffer; for several channels the copy also makes each channel's row contiguous.
+    channels = frame.layout.nb_channels
+    interleaved = np.asarray(frame.to_ndarray(), dtype=np.int16).reshape(-1, channels)
+    return (interleaved.reshape(-1) if channels == 1 else interleaved.T).copy()
 
 
-def _silence_like(template: AudioFrame, *, samples: int) -> AudioFrame:
-    silence = AudioFrame(format=template.format.name, layout=template.layout, samples=samples)
-    silence.sample_rate = template.sample_rate
-    # Unsigned 8-bit audio is centred on 0x80; every other sample format is silent at zero.
-    fill = 0x80 if template.format.name in ("u8", "u8p") else 0
-    for plane in silence.planes:
-        plane.update(bytes([fill]) * plane.buffer_size)
+def _silence_like(template: AudioFrame, *, samples: int) -> list[AudioFrame]:
+    # Zeros as packed s16, converted by FFmpeg to the template's format, layout and rate:
+    # that is silence in any format (unsigned 8-bit is centred on 0x80, not 0) and writes no
+    # planar frame's planes from Python, which PyAV gets wrong from 8 channels on.
+    channels = template.layout.nb_channels
+    zeros = AudioFrame.from_ndarray(
+        np.zeros((1, samples * channels), dtype=np.int16), format="s16", layout=template.layout
+    )
+    zeros.sample_rate = template.sample_rate
+    convert = AudioResampler(
+        format=template.format, layout=template.layout, rate=template.sample_rate
+    )
+    silence = convert.resample(zeros) + convert.resample(None)
+    for frame in silence:
+        frame.pts = None  # like the zeros: padding has no place on the stream's timeline
     return silence
 
 
@@ -285,12 +318,18 @@ def _audio_stream(container: av.container.InputContainer, path: Path) -> av.Audi
     return container.streams.audio[0]
 
 
-def _decoded_pcm(path: Path, sample_rate: int) -> Iterator[Pcm]:
-    """Yield mono s16 PCM at ``sample_rate`` as it is decoded, in pieces of any size."""
+def _decoded_pcm(
+    path: Path, sample_rate: int, *, layout: str | None = "mono"
+) -> Iterator[_Samples]:
+    """Yield s16 samples at ``sample_rate`` as they are decoded, in pieces of any size.
+
+    Mono pieces by default; with ``layout=None``, ``(channels, samples)`` pieces in the
+    stream's own layout (see :class:`_FrameResampler`).
+    """
     produced = False
     with _open_input(path) as container:
         stream = _audio_stream(container, path)
-        frames = _FrameResampler(sample_rate)
+        frames = _FrameResampler(sample_rate, layout=layout)
         try:
             for frame in container.decode(stream):
                 for pcm in frames.push(frame):
@@ -371,6 +410,28 @@ def decode_file(path: str | Path, *, sample_rate: int = TARGET_SAMPLE_RATE) -> P
     """
     _check_rate("sample_rate", sample_rate)
     return np.concatenate(list(_decoded_pcm(Path(path), sample_rate)))
+
+
+def decode_channels(path: str | Path, *, sample_rate: int = TARGET_SAMPLE_RATE) -> list[Pcm]:
+    """Decode a whole audio file keeping its channels apart, e.g. one per meeting participant.
+
+    Args:
+        path: Any audio file FFmpeg can read; only its first audio stream is used.
+        sample_rate: Output sample rate in Hz.
+
+    Returns:
+        One mono int16 array per channel, in the stream's channel order, all the same
+        length. A mono file gives one array, equal to :func:`decode_file`'s result.
+
+    Raises:
+        AudioDecodeError: The file is missing, empty, not audio, has no audio stream or
+            cannot be decoded.
+        ValueError: ``sample_rate`` is not positive.
+    """
+    _check_rate("sample_rate", sample_rate)
+    joined = np.concatenate(list(_decoded_pcm(Path(path), sample_rate, layout=None)), axis=-1)
+    # Mono comes back one-dimensional (see _frame_samples): make it the single row it is.
+    return list(np.atleast_2d(joined))
 
 
 def probe_duration_s(path: str | Path) -> float:

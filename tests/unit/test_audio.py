@@ -12,6 +12,7 @@ import pytest
 from roomscribe.audio import (
     TARGET_SAMPLE_RATE,
     PcmResampler,
+    decode_channels,
     decode_file,
     iter_decode,
     pcm_from_bytes,
@@ -21,6 +22,7 @@ from roomscribe.audio import (
     split_frames,
 )
 from roomscribe.errors import AudioDecodeError, AudioError
+from tests.audio_files import write_audio, write_channels
 
 pytestmark = pytest.mark.unit
 
@@ -53,22 +55,6 @@ def _sine(rate: int, seconds: float = SECONDS, hz: float = TONE_HZ) -> npt.NDArr
     return (0.5 * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
 
 
-def _write(path: Path, codec: str, pcm: npt.NDArray[np.int16], rate: int, layout: str) -> None:
-    """Encode interleaved s16 ``pcm`` with PyAV, converting to the encoder's sample format."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate, layout=layout)
-        assert isinstance(stream, av.AudioStream)
-        formats = stream.codec_context.codec.audio_formats or ()
-        names = [f.name for f in formats]
-        fmt = "s16" if "s16" in names or not names else names[0]
-        converter = av.AudioResampler(format=fmt, layout=layout, rate=rate, frame_size=1024)
-        source = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=layout)
-        source.sample_rate = rate
-        for frame in converter.resample(source) + converter.resample(None):
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-
-
 def _dominant_hz(pcm: npt.NDArray[np.int16], rate: int) -> float:
     spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(pcm.size)))
     return float(np.argmax(spectrum) * rate / pcm.size)
@@ -84,7 +70,7 @@ def tone_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for ext, codec, _ in FORMATS:
         if _has_encoder(codec):
             files[ext] = folder / f"tone.{ext}"
-            _write(files[ext], codec, stereo, SOURCE_RATE, "stereo")
+            write_audio(files[ext], codec, stereo, SOURCE_RATE, "stereo")
     return files
 
 
@@ -111,6 +97,11 @@ def test_decode_file_formats(
     # Both channels carry the tone at half scale; the mix-down must keep it there.
     assert 0.4 * 32767 < np.abs(pcm).max() < 0.6 * 32767
     assert probe_duration_s(path) == pytest.approx(SECONDS, abs=LOSSY_TOLERANCE_S)
+    # Kept apart, each channel is the tone, exactly as long as the mix-down.
+    channels = decode_channels(path)
+    assert [c.size for c in channels] == [pcm.size] * 2
+    for channel in channels:
+        assert _dominant_hz(channel, TARGET_SAMPLE_RATE) == pytest.approx(TONE_HZ, abs=2)
 
 
 @pytest.mark.parametrize(("ext", "codec", "exact"), FORMATS)
@@ -137,7 +128,7 @@ def test_decode_mono_16k_wav_is_bit_exact(tmp_path: Path) -> None:
     # Already at the target format, the samples must come through untouched.
     noise = np.random.default_rng(7).integers(-20000, 20000, 12345).astype(np.int16)
     path = tmp_path / "noise.wav"
-    _write(path, "pcm_s16le", noise, TARGET_SAMPLE_RATE, "mono")
+    write_audio(path, "pcm_s16le", noise, TARGET_SAMPLE_RATE, "mono")
     np.testing.assert_array_equal(decode_file(path), noise)
 
 
@@ -145,10 +136,77 @@ def test_decode_unsigned_8_bit_stays_centred(tmp_path: Path) -> None:
     # u8 silence is 0x80: the end-of-stream padding must be silence too, or the last samples
     # would be dragged towards a step that was never in the file.
     path = tmp_path / "quiet.wav"
-    _write(path, "pcm_u8", np.zeros(SOURCE_RATE // 2, dtype=np.int16), SOURCE_RATE, "mono")
+    write_audio(path, "pcm_u8", np.zeros(SOURCE_RATE // 2, dtype=np.int16), SOURCE_RATE, "mono")
     pcm = decode_file(path)
     assert pcm.size == TARGET_SAMPLE_RATE // 2
     assert np.abs(pcm).max() < 300
+
+
+# Channels kept apart -----------------------------------------------------------------------
+CHANNEL_HZ = (300.0, 700.0, 1100.0)
+
+
+def _share_near(pcm: npt.NDArray[np.int16], rate: int, hz: float, band_hz: float = 20) -> float:
+    """The fraction of the signal's energy within ``band_hz`` of ``hz``."""
+    power = np.abs(np.fft.rfft(pcm.astype(np.float64) * np.hanning(pcm.size))) ** 2
+    freqs = np.fft.rfftfreq(pcm.size, 1 / rate)
+    return float(power[np.abs(freqs - hz) <= band_hz].sum() / power.sum())
+
+
+@pytest.mark.parametrize(("ext", "codec"), [("flac", "flac"), ("wav", "pcm_s16le")])
+@pytest.mark.parametrize("rate", [TARGET_SAMPLE_RATE, SOURCE_RATE])
+def test_decode_channels_keeps_each_channel(
+    tmp_path: Path, ext: str, codec: str, rate: int
+) -> None:
+    path = tmp_path / f"three.{ext}"
+    tones = [_sine(rate, hz=hz) for hz in CHANNEL_HZ]
+    write_channels(path, tones, rate, codec=codec)
+    channels = decode_channels(path)
+    assert len(channels) == len(CHANNEL_HZ)
+    for pcm, tone, hz in zip(channels, tones, CHANNEL_HZ, strict=True):
+        assert pcm.dtype == np.int16 and pcm.ndim == 1
+        assert pcm.size == round(SECONDS * TARGET_SAMPLE_RATE)
+        assert _dominant_hz(pcm, TARGET_SAMPLE_RATE) == pytest.approx(hz, abs=2)
+        # Its own tone alone, at full level: a mix-down would bring in the others' tones.
+        assert _share_near(pcm, TARGET_SAMPLE_RATE, hz) > 0.999
+        assert 0.45 * 32767 < np.abs(pcm[100:-100]).max() < 0.55 * 32767
+        if rate == TARGET_SAMPLE_RATE:  # lossless and nothing to convert: bit for bit
+            np.testing.assert_array_equal(pcm, tone)
+
+
+@pytest.mark.parametrize("n", [2, 5, 89, 961, 4800])
+def test_decode_channels_loses_no_tail_samples(tmp_path: Path, n: int) -> None:
+    path = tmp_path / "short.wav"
+    write_channels(
+        path, [np.full(n, 1000 * (i + 1), np.int16) for i in range(3)], 48000, "pcm_s16le"
+    )
+    channels = decode_channels(path)
+    assert [pcm.size for pcm in channels] == [round(n / 3)] * 3
+
+
+@pytest.mark.parametrize("channels", [8, 12])
+def test_planar_audio_of_eight_channels_or_more(tmp_path: Path, channels: int) -> None:
+    # PyAV's AudioFrame.planes reads past the channel pointers of planar frames from 8
+    # channels on (a crash); decoding must not go through it.
+    if not _has_encoder("pcm_s16le_planar"):
+        pytest.skip("this FFmpeg build has no pcm_s16le_planar encoder")
+    hz = [200.0 + 100 * n for n in range(channels)]
+    path = tmp_path / "many.nut"
+    write_channels(path, [_sine(SOURCE_RATE, hz=f) for f in hz], SOURCE_RATE, "pcm_s16le_planar")
+    with av.open(str(path)) as container:  # the decoder's frames are planar indeed
+        assert container.streams.audio[0].format.is_planar
+    decoded = decode_channels(path)
+    assert [_dominant_hz(pcm, TARGET_SAMPLE_RATE) for pcm in decoded] == pytest.approx(hz, abs=2)
+    assert decode_file(path).size == round(SECONDS * TARGET_SAMPLE_RATE)
+
+
+def test_decode_channels_of_mono_is_decode_file(tmp_path: Path) -> None:
+    path = tmp_path / "mono.flac"
+    write_audio(path, "flac", _sine(SOURCE_RATE), SOURCE_RATE, "mono")
+    (only,) = decode_channels(path)
+    np.testing.assert_array_equal(only, decode_file(path))
+    (slow,) = decode_channels(path, sample_rate=8000)
+    np.testing.assert_array_equal(slow, decode_file(path, sample_rate=8000))
 
 
 # Resampling ---------------------------------------------------------------------------------
@@ -270,6 +328,9 @@ def test_decode_errors_name_the_path(tmp_path: Path, kind: str, reason: str) -> 
     assert str(path) in str(info.value)
     with pytest.raises(AudioDecodeError, match=reason):
         list(iter_decode(path))
+    with pytest.raises(AudioDecodeError, match=reason) as info:
+        decode_channels(path)
+    assert str(path) in str(info.value)
     if kind != "header_only":  # its header does not say how long it is, so probing decodes
         with pytest.raises(AudioDecodeError, match=reason):
             probe_duration_s(path)
@@ -286,7 +347,7 @@ def test_file_without_audio_stream(tmp_path: Path) -> None:
             frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    for call in (decode_file, probe_duration_s, lambda p: list(iter_decode(p))):
+    for call in (decode_file, decode_channels, probe_duration_s, lambda p: list(iter_decode(p))):
         with pytest.raises(AudioDecodeError, match="no audio stream") as info:
             call(path)
         assert str(path) in str(info.value)
@@ -297,3 +358,5 @@ def test_bad_arguments_fail_at_the_call(tmp_path: Path) -> None:
         iter_decode(tmp_path / "missing.wav", chunk_samples=0)
     with pytest.raises(ValueError, match="sample_rate"):
         decode_file(tmp_path / "missing.wav", sample_rate=0)
+    with pytest.raises(ValueError, match="sample_rate"):
+        decode_channels(tmp_path / "missing.wav", sample_rate=0)
