@@ -7,10 +7,11 @@ real track transcriber (at real-time pace through a local ``rtc`` track, or fast
 ``--speed``), so the terminal shows the live captions as LiveKit front ends would get them,
 then the Whisper pass, the summary and action items, and where the REST API is.
 
-Models: real ones are fetched into ``var/models`` when missing; where that fails (offline),
-or with ``--synthetic``, synthetic models are built instead (see the banner): the built-in
-meeting is then "spoken" as tone words that the synthetic Vosk model hears exactly, and the
-random-weight Whisper's text is meaningless.
+Models: real ones are fetched into ``var/models`` when missing (see :mod:`devkit.model_fetch`
+for the mirrors it honours). Each model that cannot be had (offline), or both with
+``--synthetic``, is replaced by a synthetic one, and a banner says which and why: with a
+synthetic Vosk model the built-in meeting is "spoken" as tone words that it hears exactly;
+a random-weight Whisper's text is meaningless.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import sys
+import textwrap
 import time
-from collections.abc import AsyncIterator, Sequence
+import unicodedata
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,10 +41,18 @@ from agent.stt_plugin import RoomscribeSTT
 from agent.transcriber import TrackTranscriber
 from devkit.livekit_emulator import LiveKitEmulator
 from devkit.local_tracks import track_frames
-from devkit.model_fetch import ModelFetchError, fetch_vosk, fetch_whisper
+from devkit.model_fetch import (
+    DEFAULT_WHISPER_SIZE,
+    ModelFetchError,
+    default_vosk_url,
+    fetch_vosk,
+    fetch_whisper,
+)
+from devkit.synthetic_whisper import WHISPER_SIZES, WhisperSize
 from devkit.tones import synthesize
-from roomscribe.audio import decode_file
+from roomscribe.audio import decode_channels, decode_file
 from roomscribe.auth import issue_internal_token
+from roomscribe.errors import AudioDecodeError
 from roomscribe.models import RoomStatus, Summary, TrackStatus
 from roomscribe.objectstore import LocalObjectStore
 from roomscribe.serving import running
@@ -80,16 +92,18 @@ SPOKEN_SCRIPT: tuple[tuple[str, str], ...] = (
     ("dave", "Then we are done. Thanks everyone."),
 )
 
-BANNER = """\
-==============================================================================
- SYNTHETIC MODELS{why}
- Live captions come from a tiny synthetic Vosk model that hears pure tones as
- words (alpha, bravo, ...): the built-in meeting is "spoken" in such tones, so
- the captions are exact. The Whisper pass runs a random-weight Whisper of the
- real architecture: its timings are realistic, its text is meaningless.
- For real speech: run where the models can be downloaded, or put them in
- var/models (vosk/en, whisper/small), and use --audio DIR.
-=============================================================================="""
+#: The random-weight Whisper built in its place: a random ``small`` costs far more to build
+#: and to run, and its text is just as meaningless.
+FALLBACK_WHISPER_SIZE: WhisperSize = "tiny"
+
+#: The banner's title when --synthetic asked for synthetic models.
+SYNTHETIC_TITLE = "SYNTHETIC MODELS (--synthetic)"
+_RULE = "=" * 78
+_VOSK_NOTE = (
+    "The synthetic Vosk model hears pure tones as words (alpha, bravo, ...): the built-in "
+    'meeting is "spoken" in such tones, so the live captions are exact.'
+)
+_WHISPER_NOTE = "The random-weight Whisper {size} has realistic timings and meaningless text."
 
 
 @dataclass
@@ -99,13 +113,17 @@ class DemoOptions:
     Attributes:
         synthetic: Use synthetic models without trying to download real ones.
         speed: Playback speed (1.0 = real time, through a local rtc track).
-        audio_dir: One audio file per participant (any common format); None: built-in script.
+        audio_dir: A folder with one audio file per participant (any common format), or one
+            multichannel file with one channel per participant; None: built-in script.
         turns: How many turns of the built-in script to play (tone words with synthetic
             models, espeak-ng speech with real ones).
         models_dir: Where real models live (``vosk/en``, ``whisper/<size>``).
         work_dir: Where the demo's store, objects and synthetic models go (wiped per run).
         port: The orchestrator's port (its REST API and ``/docs``).
-        whisper_size: The Whisper size (synthetic builds use it too).
+        whisper_size: The Whisper size; None: ``small`` when real, ``tiny`` when synthetic.
+            A synthetic build keeps a size it has (micro, tiny, base, small), else is tiny.
+        vosk_url: The English Vosk model zip; None: ``$ROOMSCRIBE_VOSK_MODEL_URL`` or
+            alphacephei's small English model. (Whisper honours ``HF_ENDPOINT``.)
         keep_serving: Keep the API up after the meeting until Ctrl+C.
         out: Where the demo writes its report.
     """
@@ -117,7 +135,8 @@ class DemoOptions:
     models_dir: Path = Path("var/models")
     work_dir: Path = Path("var/demo")
     port: int = 8000
-    whisper_size: str = "small"
+    whisper_size: str | None = None
+    vosk_url: str | None = None
     keep_serving: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
@@ -129,7 +148,8 @@ class DemoReport:
     synthetic: bool
     participants: dict[str, str]  # identity -> track sid
     finals: dict[str, list[str]]  # identity -> final caption texts
-    caption_latency_ms: list[float]
+    caption_latency_ms: list[float]  # newest audio a caption heard -> caption ready
+    final_latency_ms: list[float]  # a final's last word pushed in -> final ready
     meeting_s: float
     end_to_summary_s: float
     summary: str
@@ -191,63 +211,255 @@ def _turns_to_tracks(
     return tracks
 
 
-def audio_meeting(folder: Path) -> dict[str, npt.NDArray[np.int16]]:
-    """One participant per audio file in ``folder`` (named after the file), 16 kHz mono."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise SystemExit(f"--audio {folder}: no audio files there")
-    tracks = {p.stem: decode_file(p) for p in files}
+#: The most participants the demo plays: each is a live track transcriber and STT stream.
+MAX_PARTICIPANTS = 16
+
+
+def audio_meeting(path: Path) -> dict[str, npt.NDArray[np.int16]]:
+    """A meeting from audio: one participant per file of a folder, or per channel of a file.
+
+    A folder gives one participant per audio file in it, named after the file (see
+    :func:`_identity`); hidden files are passed over, and other files that are not audio are
+    skipped with a warning on stderr. A file gives one participant per channel, ``speaker1``,
+    ``speaker2``, ... in channel order (a mono file is a meeting of one). Tracks are decoded
+    to 16 kHz mono and padded with silence to the longest, as the tracks of one room are.
+
+    Args:
+        path: A folder of audio files, or one audio file.
+
+    Returns:
+        Identity -> int16 16 kHz track, all of the same length.
+
+    Raises:
+        SystemExit: ``path`` does not exist, holds no audio (a folder) or is not audio (a
+            file), two files make the same identity, or there are more than
+            :data:`MAX_PARTICIPANTS` participants.
+    """
+    if path.is_dir():
+        tracks = _folder_tracks(path)
+    elif path.exists():
+        tracks = _channel_tracks(path)
+    else:
+        raise SystemExit(f"--audio {path}: no such file or folder")
     longest = max(len(t) for t in tracks.values())
     return {k: np.pad(v, (0, longest - len(v))) for k, v in tracks.items()}
 
 
-def prepare_models(opts: DemoOptions) -> tuple[Path, Path, bool]:
-    """Return (vosk dir, whisper dir, synthetic?), fetching or building as needed."""
-    out = opts.out
-    if not opts.synthetic:
+def _folder_tracks(folder: Path) -> dict[str, npt.NDArray[np.int16]]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    tracks: dict[str, npt.NDArray[np.int16]] = {}
+    sources: dict[str, Path] = {}
+    for file in files:
         try:
-            vosk = fetch_vosk(opts.models_dir / "vosk" / "en")
-            whisper = fetch_whisper(opts.models_dir / "whisper" / opts.whisper_size)
-            return vosk, whisper, False
+            pcm = decode_file(file)
+        except AudioDecodeError as exc:
+            # Skipped, not fatal: speech corpora are often read-only folders that carry a
+            # README, a manifest or a licence beside the recordings.
+            print(f"--audio: skipping {file.name}: {exc}", file=sys.stderr)
+            continue
+        who = _identity(file.stem) or f"speaker{len(tracks) + 1}"
+        if who in sources:
+            raise SystemExit(
+                f"--audio {folder}: {sources[who].name} and {file.name} would both be "
+                f"participant {who!r}; rename one of them"
+            )
+        if len(tracks) == MAX_PARTICIPANTS:  # said before decoding the rest of a big folder
+            raise SystemExit(
+                f"--audio {folder}: more than {MAX_PARTICIPANTS} audio files; "
+                f"the demo plays at most {MAX_PARTICIPANTS} participants"
+            )
+        sources[who], tracks[who] = file, pcm
+    if not tracks:
+        raise SystemExit(f"--audio {folder}: no audio files there (one per participant)")
+    return tracks
+
+
+def _channel_tracks(file: Path) -> dict[str, npt.NDArray[np.int16]]:
+    try:
+        channels = decode_channels(file)
+    except AudioDecodeError as exc:
+        raise SystemExit(
+            f"--audio: {exc}; give a folder with one audio file per participant, "
+            "or one audio file with one channel per participant"
+        ) from exc
+    if len(channels) > MAX_PARTICIPANTS:
+        raise SystemExit(
+            f"--audio {file}: {len(channels)} channels; "
+            f"the demo plays at most {MAX_PARTICIPANTS} participants"
+        )
+    return {f"speaker{n}": pcm for n, pcm in enumerate(channels, start=1)}
+
+
+def _identity(stem: str) -> str:
+    """A file stem as a participant identity: letters, digits, ``-`` and ``_`` only.
+
+    LiveKit takes any string, but the identity shows in captions, REST paths and logs, where
+    simple ones read and quote best. Accents are dropped rather than their letters; any other
+    run of characters becomes one ``-``. Empty when nothing is left (the caller numbers it).
+    """
+    ascii_only = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", ascii_only).strip("-")
+
+
+@dataclass(frozen=True)
+class PreparedModels:
+    """The model folders the demo runs on, and which of them are synthetic."""
+
+    vosk: Path
+    whisper: Path
+    vosk_synthetic: bool
+    whisper_synthetic: bool
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether any of the models is synthetic."""
+        return self.vosk_synthetic or self.whisper_synthetic
+
+
+def prepare_models(opts: DemoOptions) -> PreparedModels:
+    """Fetch the real models that are missing, and build synthetic ones where that fails.
+
+    Each model stands alone: a real one in ``opts.models_dir`` (or fetched into it) is used
+    even when the other has to be synthetic. With ``opts.synthetic`` nothing is fetched. A
+    banner on ``opts.out`` names the synthetic models and why they are.
+
+    Args:
+        opts: The demo's options (models folder, sizes, Vosk URL, output).
+
+    Returns:
+        The model folders; synthetic ones live in ``models-synthetic`` beside the models folder.
+    """
+    out = opts.out
+    vosk: Path | None = None
+    whisper: Path | None = None
+    reasons: dict[str, str] = {}  # model -> why it is synthetic; empty with --synthetic
+    if not opts.synthetic:
+        size = opts.whisper_size or DEFAULT_WHISPER_SIZE
+        vosk_url = opts.vosk_url or default_vosk_url()
+        try:
+            vosk = fetch_vosk(opts.models_dir / "vosk" / "en", url=vosk_url)
         except ModelFetchError as exc:
-            out.write(BANNER.format(why=f": real models unavailable ({exc})") + "\n")
-    else:
-        out.write(BANNER.format(why=" (--synthetic)") + "\n")
+            reasons["Vosk"] = str(exc)
+        try:
+            whisper = fetch_whisper(opts.models_dir / "whisper" / size, size)
+        except ModelFetchError as exc:
+            reasons["Whisper"] = str(exc)
+    if vosk is not None and whisper is not None:
+        return PreparedModels(vosk, whisper, vosk_synthetic=False, whisper_synthetic=False)
+    synthetic_size = _synthetic_whisper_size(opts.whisper_size)
+    out.write(banner(reasons, vosk is None, whisper is None, synthetic_size) + "\n")
+    cache = opts.models_dir.parent / "models-synthetic"
+    return PreparedModels(
+        vosk=vosk or _synthetic_vosk(cache / "vosk" / "en", out),
+        whisper=whisper or _synthetic_whisper(cache / "whisper", synthetic_size, out),
+        vosk_synthetic=vosk is None,
+        whisper_synthetic=whisper is None,
+    )
+
+
+def banner(reasons: Mapping[str, str], vosk: bool, whisper: bool, whisper_size: str) -> str:
+    """The notice that some models are synthetic.
+
+    Args:
+        reasons: Why each synthetic model is (``"Vosk"``/``"Whisper"`` -> the fetch error);
+            empty when ``--synthetic`` asked for them.
+        vosk: Whether the Vosk model is synthetic.
+        whisper: Whether the Whisper model is synthetic.
+        whisper_size: The size of the synthetic Whisper.
+
+    Returns:
+        The banner, lines wrapped to 78 columns between two rules.
+    """
+    title = f"SYNTHETIC MODELS: {' and '.join(reasons)}" if reasons else SYNTHETIC_TITLE
+    lines = [title, *(f"{name}: {why}" for name, why in reasons.items())]
+    if vosk:
+        lines.append(_VOSK_NOTE)
+    if whisper:
+        lines.append(_WHISPER_NOTE.format(size=whisper_size))
+    lines.append(
+        "For real speech: run where the models can be downloaded (see --vosk-url and "
+        "HF_ENDPOINT for mirrors), or put them in the models folder (vosk/en, "
+        "whisper/<size>), and use --audio."
+    )
+    # Not broken inside URLs, paths or names like faster-whisper-small.
+    wrap = textwrap.TextWrapper(
+        77,
+        initial_indent=" ",
+        subsequent_indent="   ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    body = [wrap.fill(line) for line in lines]
+    return "\n".join([_RULE, *body, _RULE])
+
+
+def _synthetic_whisper_size(requested: str | None) -> WhisperSize:
+    for size in WHISPER_SIZES:
+        if size == requested:
+            return size
+    return FALLBACK_WHISPER_SIZE  # not chosen, or a size with no synthetic builder
+
+
+def _synthetic_vosk(folder: Path, out: TextIO) -> Path:
     from devkit.synthetic_vosk import build_synthetic_vosk_model, synthetic_vosk_model_ready
+
+    if not synthetic_vosk_model_ready(folder):
+        out.write("building the synthetic Vosk model ...\n")
+        build_synthetic_vosk_model(folder)
+    return folder
+
+
+def _synthetic_whisper(parent: Path, size: WhisperSize, out: TextIO) -> Path:
+    # Imported here: it needs the synthetic extra (torch, transformers, ctranslate2).
     from devkit.synthetic_whisper import build_synthetic_whisper
 
-    cache = opts.models_dir.parent / "models-synthetic"
-    vosk = cache / "vosk" / "en"
-    if not synthetic_vosk_model_ready(vosk):
-        out.write("building the synthetic Vosk model ...\n")
-        build_synthetic_vosk_model(vosk)
-    whisper = cache / "whisper" / opts.whisper_size
-    out.write(f"building (or reusing) a random-weight Whisper {opts.whisper_size} ...\n")
+    out.write(f"building (or reusing) a random-weight Whisper {size} ...\n")
     out.flush()
-    build_synthetic_whisper(whisper, size=opts.whisper_size)  # type: ignore[arg-type]
-    return vosk, whisper, True
+    with _quiet_transformers():
+        return build_synthetic_whisper(parent / size, size=size)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Keep transformers' progress bars (writing shards, loading weights) off the terminal."""
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 async def run_demo(opts: DemoOptions) -> DemoReport:
     """Run the whole meeting; see the module docstring."""
     if opts.synthetic:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing to fetch: fail fast if asked
-    vosk_dir, whisper_dir, synthetic = await asyncio.to_thread(prepare_models, opts)
+    # The audio is read first: a wrong --audio path fails before any model is fetched.
+    given = None
     if opts.audio_dir is not None:
-        tracks = audio_meeting(opts.audio_dir)
-    elif synthetic:
+        given = await asyncio.to_thread(audio_meeting, opts.audio_dir)
+    models = await asyncio.to_thread(prepare_models, opts)
+    if given is not None:
+        tracks = given
+    elif models.vosk_synthetic:
         tracks = tone_meeting(opts.turns)
     else:
         tracks = await asyncio.to_thread(spoken_meeting, opts.turns)
     shutil.rmtree(opts.work_dir, ignore_errors=True)
     opts.work_dir.mkdir(parents=True)
-    async with _services(opts, vosk_dir, whisper_dir, synthetic) as services:
-        report = await _meeting(opts, services, tracks, synthetic)
+    async with _services(opts, models) as services:
+        report = await _meeting(opts, services, tracks, models.synthetic)
         p50, p95 = latency_summary(report.caption_latency_ms)
+        f50, f95 = latency_summary(report.final_latency_ms)
         opts.out.write(
-            f"\ncaption latency p50 {p50:.0f} ms, p95 {p95:.0f} ms "
-            f"({len(report.caption_latency_ms)} captions); meeting end -> summary "
-            f"{report.end_to_summary_s:.1f} s\n"
+            f"\ncaption latency (newest audio heard -> caption) p50 {p50:.0f} ms, "
+            f"p95 {p95:.0f} ms over {len(report.caption_latency_ms)} captions\n"
+            f"speech end -> final caption p50 {f50:.0f} ms, p95 {f95:.0f} ms over "
+            f"{len(report.final_latency_ms)} finals\n"
+            f"meeting end -> summary {report.end_to_summary_s:.1f} s\n"
         )
         if opts.keep_serving:
             opts.out.write("\nthe API stays up until Ctrl+C\n")
@@ -265,9 +477,7 @@ class _Services:
 
 
 @contextlib.asynccontextmanager
-async def _services(
-    opts: DemoOptions, vosk_dir: Path, whisper_dir: Path, synthetic: bool
-) -> AsyncIterator[_Services]:
+async def _services(opts: DemoOptions, models: PreparedModels) -> AsyncIterator[_Services]:
     # Imported here: they pull in FastAPI apps and faster-whisper.
     from orchestrator_service.app import create_app as create_orchestrator
     from orchestrator_service.settings import OrchestratorSettings
@@ -285,14 +495,14 @@ async def _services(
         api_key=_LIVEKIT_KEY, api_secret=_SECRETS["livekit"], object_store=objects, webhook_url=None
     )
     common: dict[str, Any] = {"secret": _SECRETS["internal"], "sqlite_path": db}
-    stt = create_stt(SttSettings(stt_models=f"en:{vosk_dir}", **common), store=store)
+    stt = create_stt(SttSettings(stt_models=f"en:{models.vosk}", **common), store=store)
     decode = {"temperature": 0.0}
-    if synthetic:
+    if models.whisper_synthetic:
         from devkit.synthetic_whisper import random_weight_decode_options
 
         decode = random_weight_decode_options()
     transcriber = await asyncio.to_thread(
-        WhisperTranscriber, str(whisper_dir), cpu_threads=2, decode_options=decode
+        WhisperTranscriber, str(models.whisper), cpu_threads=2, decode_options=decode
     )
     async with running(lk.app) as lk_url:
         orchestrator = create_orchestrator(
@@ -382,11 +592,13 @@ async def _meeting(
     )
     _print_outcome(opts, services.orchestrator_url, room.summary, end_to_summary)
     latencies = [lat for t in transcribers.values() for lat in t.result.latencies_ms]
+    final_latencies = [lat for t in transcribers.values() for lat in t.result.final_latencies_ms]
     return DemoReport(
         synthetic=synthetic,
         participants=sids,
         finals={who: [c.text for c in t.result.finals] for who, t in transcribers.items()},
         caption_latency_ms=latencies,
+        final_latency_ms=final_latencies,
         meeting_s=meeting_s,
         end_to_summary_s=end_to_summary,
         summary=summary,

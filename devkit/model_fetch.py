@@ -1,27 +1,71 @@
-"""Download the real models into the models folder (``vosk/en``, ``whisper/<size>``).
+"""Download the real models into the models folder (``vosk/<lang>``, ``whisper/<size>``).
 
-Vosk's small English model comes from alphacephei.com as a zip; Whisper from the Hugging Face
-hub through faster-whisper's own downloader. Progress goes to the terminal. Anything that
-fails (offline, a proxy, a full disk) raises :class:`ModelFetchError` with the reason, so a
-caller can fall back to synthetic models and say so.
+Vosk models come as a zip (small English from alphacephei.com unless ``url`` says otherwise,
+e.g. a mirror named by ``ROOMSCRIBE_VOSK_MODEL_URL``); Whisper comes from the Hugging Face hub
+(``HF_ENDPOINT`` names a mirror, ``HF_HUB_OFFLINE=1`` forbids the network), the repositories
+faster-whisper uses. Progress goes to stderr. Anything that fails (offline, a proxy, a full
+disk, a bad archive) raises :class:`ModelFetchError` with a one-line reason, so a caller can
+fall back to synthetic models and say why.
 """
 
 from __future__ import annotations
 
+import http.client
+import os
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 VOSK_EN_URL: Final = "https://alphacephei.com/vosk/models/vosk-model-small-en-us-0.15.zip"
+#: The real Whisper fetched when no size is chosen.
+DEFAULT_WHISPER_SIZE: Final = "small"
+#: Environment variable naming the Vosk model zip to use instead of :data:`VOSK_EN_URL`.
+VOSK_URL_ENV: Final = "ROOMSCRIBE_VOSK_MODEL_URL"
+
+#: Real Whisper sizes -> the hub repository faster-whisper downloads each from.
+WHISPER_REPOS: Final[Mapping[str, str]] = {
+    "tiny": "Systran/faster-whisper-tiny",
+    "tiny.en": "Systran/faster-whisper-tiny.en",
+    "base": "Systran/faster-whisper-base",
+    "base.en": "Systran/faster-whisper-base.en",
+    "small": "Systran/faster-whisper-small",
+    "small.en": "Systran/faster-whisper-small.en",
+    "medium": "Systran/faster-whisper-medium",
+    "medium.en": "Systran/faster-whisper-medium.en",
+    "large-v3": "Systran/faster-whisper-large-v3",
+    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+}
+#: The files of a repository that faster-whisper loads (as its own ``download_model`` picks).
+_WHISPER_FILES: Final = [
+    "config.json",
+    "preprocessor_config.json",
+    "model.bin",
+    "tokenizer.json",
+    "vocabulary.*",
+]
 _CHUNK = 1 << 16
+_TRUE = frozenset({"1", "ON", "YES", "TRUE"})  # what huggingface_hub reads as true
 
 
 class ModelFetchError(Exception):
     """A real model could not be downloaded."""
+
+
+def default_vosk_url() -> str:
+    """The Vosk model zip to fetch: ``$ROOMSCRIBE_VOSK_MODEL_URL``, else :data:`VOSK_EN_URL`."""
+    return os.environ.get(VOSK_URL_ENV) or VOSK_EN_URL
+
+
+def whisper_source(size: str) -> str:
+    """Where :func:`fetch_whisper` gets ``size`` from, for messages: repository and hub."""
+    where = os.environ.get("HF_ENDPOINT") or "the Hugging Face hub"
+    return f"{WHISPER_REPOS.get(size, size)} from {where}"
 
 
 def vosk_ready(folder: Path) -> bool:
@@ -30,49 +74,140 @@ def vosk_ready(folder: Path) -> bool:
 
 
 def whisper_ready(folder: Path) -> bool:
-    """Whether ``folder`` holds a CTranslate2 Whisper with its tokenizer."""
-    return (folder / "model.bin").is_file() and (folder / "tokenizer.json").is_file()
+    """Whether ``folder`` holds a CTranslate2 Whisper with its config and tokenizer."""
+    return all((folder / name).is_file() for name in ("model.bin", "config.json", "tokenizer.json"))
 
 
 def fetch_vosk(target: Path, url: str = VOSK_EN_URL, timeout_s: float = 15.0) -> Path:
-    """Download and unpack a Vosk model zip into ``target`` (a progress bar on stderr)."""
+    """Download and unpack a Vosk model zip into ``target``, with a progress bar on stderr.
+
+    The zip is downloaded and unpacked in a temporary folder beside ``target`` and moved into
+    place only once it holds a model, so an interrupted or failed download leaves nothing.
+
+    Args:
+        target: The model folder to fill (e.g. ``models/vosk/en``); kept if it holds a model.
+        url: The zip (``http(s)://`` or ``file://``): the model at its root or in one folder,
+            as alphacephei's zips have it.
+        timeout_s: Seconds to wait to connect and for each read.
+
+    Returns:
+        ``target``.
+
+    Raises:
+        ModelFetchError: The download failed (with the HTTP status, if any), was cut short,
+            is not a zip, holds no Vosk model, or has a member that would land outside the
+            folder it is unpacked in.
+    """
     if vosk_ready(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
         archive = Path(tmp) / "model.zip"
+        unpacked = Path(tmp) / "unpacked"
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as res, archive.open("wb") as out:
-                total = int(res.headers.get("Content-Length") or 0)
-                done = 0
-                while chunk := res.read(_CHUNK):
-                    out.write(chunk)
-                    done += len(chunk)
-                    _progress(f"vosk {target.name}", done, total)
-            print(file=sys.stderr)
+            _download(url, archive, f"vosk {target.name}", timeout_s)
             with zipfile.ZipFile(archive) as zf:
-                zf.extractall(tmp)
-        except (OSError, zipfile.BadZipFile) as exc:
+                _refuse_escaping_members(zf, unpacked, url)
+                zf.extractall(unpacked)
+        except urllib.error.HTTPError as exc:
+            raise ModelFetchError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from exc
+        except urllib.error.URLError as exc:
+            raise ModelFetchError(f"cannot download {url}: {exc.reason}") from exc
+        except (OSError, http.client.HTTPException, zipfile.BadZipFile) as exc:
             raise ModelFetchError(f"cannot download {url}: {exc}") from exc
-        unpacked = next((p for p in Path(tmp).iterdir() if p.is_dir()), None)
-        if unpacked is None or not vosk_ready(unpacked):
-            raise ModelFetchError(f"{url} did not contain a Vosk model")
+        candidates = [unpacked, *(p for p in unpacked.iterdir() if p.is_dir())]
+        model = next((p for p in candidates if vosk_ready(p)), None)
+        if model is None:
+            raise ModelFetchError(f"{url} did not contain a Vosk model (no am/final.mdl)")
         if target.exists():
-            shutil.rmtree(target)
-        unpacked.rename(target)
+            shutil.rmtree(target)  # an incomplete model: vosk_ready said no
+        model.rename(target)
     return target
 
 
-def fetch_whisper(target: Path, size: str = "small") -> Path:
-    """Download ``Systran/faster-whisper-<size>`` into ``target`` (hub progress bars)."""
+def _download(url: str, dest: Path, label: str, timeout_s: float) -> None:
+    total = done = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as res, dest.open("wb") as out:
+            total = int(res.headers.get("Content-Length") or 0)
+            while chunk := res.read(_CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                _progress(label, done, total)
+    finally:
+        if done:  # end the progress line, also when the download broke off
+            print(file=sys.stderr)
+    # http.client returns a short body without complaint when the server closes early.
+    if total and done < total:
+        raise ModelFetchError(f"cannot download {url}: cut short at {done} of {total} bytes")
+
+
+def _refuse_escaping_members(zf: zipfile.ZipFile, root: Path, url: str) -> None:
+    """Raise if a member's name would land outside ``root`` (zip slip).
+
+    ``extractall`` already strips such names, but a zip that carries them is not a model
+    archive anyone published: refuse it rather than unpack it somewhere unexpected.
+    """
+    base = root.resolve()
+    for name in zf.namelist():
+        if not (base / name).resolve().is_relative_to(base):
+            raise ModelFetchError(f"{url}: refusing the archive, member {name!r} escapes it")
+
+
+def fetch_whisper(target: Path, size: str = DEFAULT_WHISPER_SIZE, timeout_s: float = 10.0) -> Path:
+    """Download faster-whisper's CTranslate2 Whisper ``size`` into ``target``.
+
+    The repositories and files are those of faster-whisper's ``download_model``, fetched with
+    huggingface_hub directly: ``download_model`` hides all progress and takes no endpoint or
+    timeout. So this reads ``HF_ENDPOINT`` (a hub mirror) and ``HF_HUB_OFFLINE`` when called,
+    not when huggingface_hub was imported, and bounds the repository lookup, which the hub
+    client sends without a timeout (a mirror or proxy that accepts the connection and never
+    answers would hang the caller). An interrupted download resumes on the next call.
+
+    Args:
+        target: The model folder to fill (e.g. ``models/whisper/small``); kept if complete.
+        size: One of :data:`WHISPER_REPOS`.
+        timeout_s: Seconds to wait for the hub's answers (the file downloads use
+            huggingface_hub's ``HF_HUB_DOWNLOAD_TIMEOUT`` between reads, 10 s by default).
+
+    Returns:
+        ``target``.
+
+    Raises:
+        ModelFetchError: ``size`` is unknown, ``HF_HUB_OFFLINE`` is set, or the hub could
+            not be reached or did not deliver the files.
+    """
     if whisper_ready(target):
         return target
+    repo = WHISPER_REPOS.get(size)
+    if repo is None:
+        raise ModelFetchError(
+            f"unknown Whisper size {size!r}; real sizes: {', '.join(WHISPER_REPOS)}"
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
+        raise ModelFetchError(f"Whisper {size} is not in {target} and HF_HUB_OFFLINE is set")
+    endpoint = os.environ.get("HF_ENDPOINT") or None
     try:
-        from faster_whisper.utils import download_model
+        # Imported here: huggingface_hub comes with the whisper extra.
+        from huggingface_hub import HfApi, snapshot_download
 
-        download_model(size, output_dir=str(target))
+        # Looked up with a timeout; a commit hash as the revision makes snapshot_download
+        # skip its own, unbounded, lookup.
+        commit = HfApi(endpoint=endpoint).repo_info(repo, timeout=timeout_s).sha
+        snapshot_download(
+            repo,
+            revision=commit,
+            local_dir=target,
+            allow_patterns=_WHISPER_FILES,
+            endpoint=endpoint,
+            etag_timeout=timeout_s,
+        )
     except Exception as exc:  # the hub client raises many types; all mean "not fetched"
-        raise ModelFetchError(f"cannot download Whisper {size}: {exc}") from exc
+        # Hub messages run over several lines; the first says what happened.
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelFetchError(
+            f"cannot download {whisper_source(size)}: {type(exc).__name__}: {reason}"
+        ) from exc
     if not whisper_ready(target):
         raise ModelFetchError(f"the Whisper {size} download in {target} is incomplete")
     return target

@@ -6,9 +6,18 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from devkit.demo import SPOKEN_SCRIPT, TONE_SCRIPT, audio_meeting, spoken_meeting, tone_meeting
+from devkit.demo import (
+    MAX_PARTICIPANTS,
+    SPOKEN_SCRIPT,
+    TONE_SCRIPT,
+    audio_meeting,
+    spoken_meeting,
+    tone_meeting,
+)
+from tests.audio_files import write_audio, write_channels
 
 pytestmark = pytest.mark.unit
 
@@ -54,3 +63,86 @@ def test_audio_folder_gives_one_track_per_file(tmp_path: Path) -> None:
 def test_empty_audio_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no audio files"):
         audio_meeting(tmp_path)
+
+
+def _wav(path: Path, pcm: npt.NDArray[np.int16], rate: int = 16000) -> Path:
+    write_audio(path, "pcm_s16le", pcm, rate, "mono")
+    return path
+
+
+def _level(value: int, seconds: float = 0.5) -> npt.NDArray[np.int16]:
+    return np.full(round(16000 * seconds), value, dtype=np.int16)
+
+
+def test_multichannel_file_gives_one_speaker_per_channel(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    channels = [rng.integers(-9000, 9000, 16000, dtype=np.int16) for _ in range(3)]
+    path = tmp_path / "meeting.tracks.flac"
+    write_channels(path, channels, 16000)
+    tracks = audio_meeting(path)
+    assert list(tracks) == ["speaker1", "speaker2", "speaker3"]
+    for track, channel in zip(tracks.values(), channels, strict=True):
+        np.testing.assert_array_equal(track, channel)  # lossless, already 16 kHz: exact
+
+
+def test_mono_file_is_a_meeting_of_one(tmp_path: Path) -> None:
+    half_second_at_48k = np.full(24000, 1000, dtype=np.int16)
+    tracks = audio_meeting(_wav(tmp_path / "solo.wav", half_second_at_48k, rate=48000))
+    assert list(tracks) == ["speaker1"] and len(tracks["speaker1"]) == 8000  # 16 kHz
+
+
+def test_audio_file_that_is_not_audio_is_a_clear_error(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not audio\n" * 50)
+    with pytest.raises(SystemExit, match="one channel per participant") as info:
+        audio_meeting(notes)
+    assert str(notes) in str(info.value)
+
+
+def test_missing_audio_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no such file or folder") as info:
+        audio_meeting(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(info.value)
+
+
+def test_audio_folder_skips_files_that_are_not_audio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _wav(tmp_path / "erin.wav", _level(1000))
+    (tmp_path / "README.md").write_text("# recordings\n" * 20)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    assert list(audio_meeting(tmp_path)) == ["erin"]
+    warnings = capsys.readouterr().err
+    assert "skipping README.md" in warnings and "skipping empty.wav" in warnings
+    (tmp_path / "erin.wav").unlink()
+    with pytest.raises(SystemExit, match="no audio files"):
+        audio_meeting(tmp_path)
+
+
+def test_audio_folder_names_become_simple_identities(tmp_path: Path) -> None:
+    for name in ("Alice Smith.wav", "josé.wav", "bob.tracks.wav", "日本.wav", "x_y-z.wav"):
+        _wav(tmp_path / name, _level(1000))
+    assert sorted(audio_meeting(tmp_path)) == sorted(
+        ["Alice-Smith", "jose", "bob-tracks", "speaker5", "x_y-z"]
+    )
+
+
+def test_audio_folder_name_collision_is_a_clear_error(tmp_path: Path) -> None:
+    _wav(tmp_path / "dana b.wav", _level(1000))
+    _wav(tmp_path / "dana-b.wav", _level(1000))
+    with pytest.raises(SystemExit, match="'dana-b'") as info:
+        audio_meeting(tmp_path)
+    assert "dana b.wav" in str(info.value) and "dana-b.wav" in str(info.value)
+
+
+def test_more_than_sixteen_participants_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "crowd"
+    folder.mkdir()
+    for n in range(MAX_PARTICIPANTS + 1):
+        _wav(folder / f"p{n:02d}.wav", _level(1000, seconds=0.1))
+    with pytest.raises(SystemExit, match=f"at most {MAX_PARTICIPANTS} participants"):
+        audio_meeting(folder)
+    wide = tmp_path / "wide.wav"
+    write_channels(wide, [_level(n, seconds=0.1) for n in range(17)], 16000, "pcm_s16le")
+    with pytest.raises(SystemExit, match=f"17 channels.*at most {MAX_PARTICIPANTS}"):
+        audio_meeting(wide)
