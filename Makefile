@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,agent,demo
 
-.PHONY: setup test check demo bench bench-store bench-stt bench-webhooks bench-whisper clean
+.PHONY: setup test check demo bench bench-store bench-stt bench-webhooks bench-whisper bench-demo clean
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -30,7 +30,7 @@ demo: setup
 	$(PY) -m devkit demo $(ARGS)
 
 # Benchmarks print a table, or with ARGS=--json one JSON object last (docs/benchmarks.md).
-bench: bench-store bench-webhooks bench-stt bench-whisper
+bench: bench-store bench-webhooks bench-stt bench-whisper bench-demo
 
 bench-store: setup
 	$(PY) -m bench.store $(ARGS)
@@ -44,6 +44,10 @@ bench-stt: setup
 
 bench-whisper: setup
 	$(PY) -m bench.whisper $(ARGS)
+
+# Whole demo meetings: caption latencies and meeting end -> summary (ARGS="--audio PATH ...").
+bench-demo: setup
+	$(PY) -m bench.demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -42,28 +42,14 @@ TOKENS_PER_S = 3.5
 
 
 def meeting_tracks(speech: Path, seconds: float) -> list[np.ndarray]:
-    """The 3-speaker meeting's channels, each repeated to ``seconds``."""
-    import av
+    """The 3-speaker meeting's channels (16 kHz), each repeated to ``seconds``."""
+    from roomscribe.audio import decode_channels
 
     path = speech / "multispeaker" / "synthetic_meeting_3spk_accents.tracks.flac"
     if not path.is_file():
         sys.exit(f"{path} not found: pass --speech DIR (the shared speech corpus)")
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        rate, channels = stream.rate, stream.channels
-        parts = []
-        for frame in container.decode(stream):
-            data = frame.to_ndarray()
-            # Packed formats come as one interleaved row; planar ones as a row per channel.
-            parts.append(data if frame.format.is_planar else data.reshape(-1, channels).T)
-    planar = np.concatenate(parts, axis=1)  # (channels, samples)
     tracks = []
-    for channel in planar:
-        mono = channel if channel.dtype == np.int16 else (channel * 32767).astype(np.int16)
-        if rate != 16000:
-            from roomscribe.audio import resample
-
-            mono = resample(mono, rate, 16000)
+    for mono in decode_channels(path):
         reps = int(np.ceil(seconds * 16000 / len(mono)))
         tracks.append(np.tile(mono, reps)[: int(seconds * 16000)])
     return tracks

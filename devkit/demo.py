@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import jwt
 import numpy as np
@@ -57,6 +57,9 @@ from roomscribe.models import RoomStatus, Summary, TrackStatus
 from roomscribe.objectstore import LocalObjectStore
 from roomscribe.serving import running
 from roomscribe.store import SQLiteTranscriptStore
+
+if TYPE_CHECKING:
+    from stt_service.whisper import WhisperTranscriber
 
 ROOM = "demo-standup"
 _TRACK_DONE = (TrackStatus.TRANSCRIBED, TrackStatus.FAILED)
@@ -468,6 +471,23 @@ async def run_demo(opts: DemoOptions) -> DemoReport:
         return report
 
 
+def whisper_transcriber(models: PreparedModels) -> WhisperTranscriber:
+    """The Whisper the demo's worker runs: 2 CPU threads, greedy decoding.
+
+    Random weights decode with the options that give them a realistic transcript length
+    (see :mod:`devkit.synthetic_whisper`).
+    """
+    # Imported here: faster-whisper loads CTranslate2.
+    from stt_service.whisper import WhisperTranscriber
+
+    decode: dict[str, Any] = {"temperature": 0.0}
+    if models.whisper_synthetic:
+        from devkit.synthetic_whisper import random_weight_decode_options
+
+        decode = random_weight_decode_options()
+    return WhisperTranscriber(str(models.whisper), cpu_threads=2, decode_options=decode)
+
+
 @dataclass
 class _Services:
     lk: LiveKitEmulator
@@ -483,7 +503,6 @@ async def _services(opts: DemoOptions, models: PreparedModels) -> AsyncIterator[
     from orchestrator_service.settings import OrchestratorSettings
     from stt_service.app import create_app as create_stt
     from stt_service.settings import SttSettings
-    from stt_service.whisper import WhisperTranscriber
     from stt_service.worker import WhisperWorker, orchestrator_notifier
 
     db = opts.work_dir / "roomscribe.db"
@@ -496,14 +515,7 @@ async def _services(opts: DemoOptions, models: PreparedModels) -> AsyncIterator[
     )
     common: dict[str, Any] = {"secret": _SECRETS["internal"], "sqlite_path": db}
     stt = create_stt(SttSettings(stt_models=f"en:{models.vosk}", **common), store=store)
-    decode = {"temperature": 0.0}
-    if models.whisper_synthetic:
-        from devkit.synthetic_whisper import random_weight_decode_options
-
-        decode = random_weight_decode_options()
-    transcriber = await asyncio.to_thread(
-        WhisperTranscriber, str(models.whisper), cpu_threads=2, decode_options=decode
-    )
+    transcriber = await asyncio.to_thread(whisper_transcriber, models)
     async with running(lk.app) as lk_url:
         orchestrator = create_orchestrator(
             OrchestratorSettings(
