@@ -104,7 +104,8 @@ SYNTHETIC_TITLE = "SYNTHETIC MODELS (--synthetic)"
 _RULE = "=" * 78
 _VOSK_NOTE = (
     "The synthetic Vosk model hears pure tones as words (alpha, bravo, ...): the built-in "
-    'meeting is "spoken" in such tones, so the live captions are exact.'
+    'meeting is "spoken" in such tones, so the live captions are exact; real speech comes '
+    "out as random tone words."
 )
 _WHISPER_NOTE = "The random-weight Whisper {size} has realistic timings and meaningless text."
 
