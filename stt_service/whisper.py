@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import time
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,16 @@ log = logging.getLogger(__name__)
 
 #: Whole-segment texts Whisper emits for non-speech; they carry no words.
 _NOISE = re.compile(r"^\s*(\[[^\]]*\]|\([^)]*\)|♪+|\*[^*]*\*|\.{2,}|-+)\s*$", flags=re.IGNORECASE)
+
+#: Whisper's own test for a decoding stuck in a loop ("the the the ..."): text that gzip
+#: shrinks more than this is repetition, not speech (``compression_ratio_threshold``).
+MAX_COMPRESSION_RATIO = 2.4
+
+
+def compression_ratio(text: str) -> float:
+    """How much zlib shrinks ``text``; normal speech stays under 2, loops go far above."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 @dataclass(frozen=True)
@@ -54,15 +65,30 @@ def confidence(avg_logprob: float) -> float:
     return min(1.0, max(0.0, math.exp(avg_logprob)))
 
 
-def postprocess(raw: Iterable[RawSegment], *, track_sid: str, min_s: float) -> list[SegmentIn]:
-    """Trim, drop noise markers, and merge fragments shorter than ``min_s`` into a neighbour.
+def postprocess(
+    raw: Iterable[RawSegment],
+    *,
+    track_sid: str,
+    min_s: float,
+    max_compression_ratio: float = MAX_COMPRESSION_RATIO,
+) -> list[SegmentIn]:
+    """Trim, drop noise markers and loops, merge fragments shorter than ``min_s``.
 
-    Segment ids are ``{track_sid}-w{index}``: a re-run replaces them all, never duplicates.
+    A loop is a segment whose text compresses more than ``max_compression_ratio``: Whisper
+    retries such a window at higher temperatures when it may, but greedy decoding at
+    temperature 0 (this project's default) keeps it, and a wall of "thank you thank you ..."
+    helps nobody; the live transcript still covers that stretch in ``best`` when nothing else
+    of the track is kept. Segment ids are ``{track_sid}-w{index}``: a re-run replaces them
+    all, never duplicates.
     """
     kept: list[RawSegment] = []
+    loops = 0
     for seg in raw:
         text = " ".join(seg.text.split())
         if not text or _NOISE.match(text):
+            continue
+        if compression_ratio(text) > max_compression_ratio:
+            loops += 1
             continue
         seg = RawSegment(seg.start, max(seg.end, seg.start), text, seg.avg_logprob, seg.words)
         if kept and (seg.end - seg.start < min_s or kept[-1].end - kept[-1].start < min_s):
@@ -80,6 +106,12 @@ def postprocess(raw: Iterable[RawSegment], *, track_sid: str, min_s: float) -> l
             )
         else:
             kept.append(seg)
+    if loops:
+        log.info(
+            "dropped %d repetition-loop segment(s) from a Whisper transcript",
+            loops,
+            extra={"track_sid": track_sid},
+        )
     return [
         SegmentIn(
             id=f"{track_sid}-w{i:06d}",

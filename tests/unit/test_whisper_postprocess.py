@@ -5,7 +5,14 @@ import math
 import pytest
 
 from roomscribe.models import Word
-from stt_service.whisper import RawSegment, Transcript, confidence, postprocess
+from stt_service.whisper import (
+    MAX_COMPRESSION_RATIO,
+    RawSegment,
+    Transcript,
+    compression_ratio,
+    confidence,
+    postprocess,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +73,21 @@ def test_a_short_first_segment_absorbs_the_next() -> None:
 def test_real_time_factor() -> None:
     assert Transcript([], "en", audio_s=10.0, elapsed_s=2.5).real_time_factor == 0.25
     assert Transcript([], "en", audio_s=0.0, elapsed_s=1.0).real_time_factor == 0.0
+
+
+def test_repetition_loops_are_dropped_and_speech_is_kept() -> None:
+    speech = (
+        "Mister Quilter is the apostle of the middle classes, and we are glad to welcome his "
+        "gospel. Nor is Mister Quilter's manner less interesting than his matter."
+    )
+    loop = "Thank you. " * 40
+    stuck = "tyq" * 60 + " irc" * 50
+    assert compression_ratio(speech) < MAX_COMPRESSION_RATIO < compression_ratio(loop)
+    segs = postprocess(
+        [raw(0, 6, speech), raw(6, 30, loop), raw(30, 40, stuck), raw(40, 41, "Yes, yes.")],
+        track_sid="TR_a",
+        min_s=0.3,
+    )
+    assert [s.text for s in segs] == [speech, "Yes, yes."]
+    # The ids stay dense: a re-run that keeps other segments replaces them all.
+    assert [s.id for s in segs] == ["TR_a-w000000", "TR_a-w000001"]
