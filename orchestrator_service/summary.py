@@ -1010,9 +1010,9 @@ class ExtractiveSummarizer:
             words = self._words(sentence)
             return sum(frequency[w] for w in set(words)) / math.sqrt(len(words) + 1)
 
-        candidates = [
-            (i, centrality(s)) for i, (_, s) in enumerate(sentences) if len(s.split()) >= 4
-        ]
+        scored = [(i, centrality(s)) for i, (_, s) in enumerate(sentences)]
+        # Short remarks ("Yes.", "Thanks.") say little: quoted only when nothing longer was.
+        candidates = [c for c in scored if len(sentences[c[0]][1].split()) >= 4] or scored
         wanted = max(3, min(self._max_sentences, len(sentences) // 15))
         chosen = sorted(i for i, _ in sorted(candidates, key=lambda c: -c[1])[:wanted])
         quotes = [

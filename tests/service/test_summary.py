@@ -485,6 +485,18 @@ async def test_extractive_fallback_is_labelled_and_cites_real_segments() -> None
     ]
 
 
+async def test_extractive_quotes_short_remarks_when_nothing_longer_was_said() -> None:
+    said = [("alice", "Ship it."), ("bob", "Agreed, ship it."), ("alice", "Thanks.")]
+    segments = [
+        segment("TR_a" if who == "alice" else "TR_b", who, i, text)
+        for i, (who, text) in enumerate(said)
+    ]
+    timeline = build_timeline(segments, tracks())
+    summary = await ExtractiveSummarizer().summarize(timeline, participants=["alice", "bob"])
+    quoted = summary.text.split("\n\n", 1)[1].splitlines()
+    assert len(quoted) == 3 and "Bob: Agreed, ship it." in summary.text
+
+
 async def test_summarize_room_reads_the_best_transcript_of_every_track(
     tmp_path: Path, gemini: tuple[FakeGemini, str], summarizer: GeminiSummarizer
 ) -> None:
