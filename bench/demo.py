@@ -36,9 +36,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.report import emit, percentile
+
+if TYPE_CHECKING:
+    from devkit.demo import PreparedModels
 
 _SPEAKER = "speaker{}"
 _TITLE = "End-to-end benchmark: caption latencies, and meeting end to summary."
@@ -116,7 +119,7 @@ async def whisper_texts(db: Path, participants: dict[str, str]) -> dict[str, str
         await store.close()
 
 
-def direct_whisper_s(models: Any, recordings: Sequence[Path]) -> float:
+def direct_whisper_s(models: PreparedModels, recordings: Sequence[Path]) -> float:
     """The reference: faster-whisper on each recording in turn, same model and options."""
     from devkit.demo import whisper_transcriber
 
@@ -129,7 +132,7 @@ def direct_whisper_s(models: Any, recordings: Sequence[Path]) -> float:
 
 async def one_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One whole demo meeting; its figures."""
-    from devkit.demo import DemoOptions, prepare_models, run_demo
+    from devkit.demo import DemoOptions, run_demo
 
     opts = DemoOptions(
         synthetic=args.synthetic,
@@ -144,7 +147,7 @@ async def one_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     report = await run_demo(opts)
     # The very files the worker transcribed: the egress recordings in the demo's object store.
     recordings = sorted((opts.work_dir / "objects").rglob("*.ogg"))
-    models = await asyncio.to_thread(prepare_models, opts)  # built already: returns at once
+    models = report.models
     direct = await asyncio.to_thread(direct_whisper_s, models, recordings)
     figures: dict[str, Any] = {
         "caption_p50_ms": _p(report.caption_latency_ms, 0.5),

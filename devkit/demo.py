@@ -149,7 +149,7 @@ class DemoOptions:
 class DemoReport:
     """What happened, for the terminal and for tests."""
 
-    synthetic: bool
+    models: PreparedModels  # what the meeting ran on
     participants: dict[str, str]  # identity -> track sid
     finals: dict[str, list[str]]  # identity -> final caption texts
     caption_latency_ms: list[float]  # newest audio a caption heard -> caption ready
@@ -159,6 +159,11 @@ class DemoReport:
     summary: str
     action_items: dict[str, list[str]]
     api_url: str
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether any of the models was synthetic."""
+        return self.models.synthetic
 
 
 class TerminalCaptions:
@@ -455,7 +460,7 @@ async def run_demo(opts: DemoOptions) -> DemoReport:
     shutil.rmtree(opts.work_dir, ignore_errors=True)
     opts.work_dir.mkdir(parents=True)
     async with _services(opts, models) as services:
-        report = await _meeting(opts, services, tracks, models.synthetic)
+        report = await _meeting(opts, services, tracks, models)
         p50, p95 = latency_summary(report.caption_latency_ms)
         f50, f95 = latency_summary(report.final_latency_ms)
         opts.out.write(
@@ -556,7 +561,7 @@ async def _meeting(
     opts: DemoOptions,
     services: _Services,
     tracks: dict[str, npt.NDArray[np.int16]],
-    synthetic: bool,
+    models: PreparedModels,
 ) -> DemoReport:
     out = opts.out
     lk = services.lk
@@ -607,7 +612,7 @@ async def _meeting(
     latencies = [lat for t in transcribers.values() for lat in t.result.latencies_ms]
     final_latencies = [lat for t in transcribers.values() for lat in t.result.final_latencies_ms]
     return DemoReport(
-        synthetic=synthetic,
+        models=models,
         participants=sids,
         finals={who: [c.text for c in t.result.finals] for who, t in transcribers.items()},
         caption_latency_ms=latencies,
