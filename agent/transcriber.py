@@ -126,23 +126,26 @@ class TrackTranscriber:
             self._pushed_at.append(time.monotonic())
         stream.end_input()
 
+    def _push_index(self, track_ms: float) -> int:
+        """Index of the first push that carried the sample at ``track_ms`` (track time)."""
+        return bisect.bisect_left(self._pushed_samples, int(track_ms * SAMPLE_RATE // 1000))
+
     def _latency_ms(self, track_ms: float | None) -> float | None:
         """Time since the sample at ``track_ms`` (track time) was pushed in."""
         if track_ms is None or not self._pushed_samples:
             return None
-        sample = int(track_ms * SAMPLE_RATE // 1000)
-        i = bisect.bisect_left(self._pushed_samples, sample)
+        i = self._push_index(track_ms)
         if i >= len(self._pushed_at):
             return None
         return (time.monotonic() - self._pushed_at[i]) * 1000
 
-    def _forget_pushes_before(self, track_s: float) -> None:
+    def _forget_pushes_before(self, track_ms: float) -> None:
         """Drop clock entries before a final's end: later results never look that far back.
 
         Without this the clock keeps one entry per frame for the whole track (about 360,000
         an hour); a reconnect replays only audio after the last final, so nothing is lost.
         """
-        i = bisect.bisect_left(self._pushed_samples, int(track_s * SAMPLE_RATE))
+        i = self._push_index(track_ms)
         del self._pushed_samples[:i]
         del self._pushed_at[:i]
 
@@ -168,10 +171,11 @@ class TrackTranscriber:
             self.result.latencies_ms.append(latency)
         if final:
             self.result.finals.append(caption)
-            speech_end = self._latency_ms(data.end_time * 1000)
+            speech_end_ms = data.end_time * 1000
+            speech_end = self._latency_ms(speech_end_ms)
             if speech_end is not None:
                 self.result.final_latencies_ms.append(speech_end)
-            self._forget_pushes_before(data.end_time)
+            self._forget_pushes_before(speech_end_ms)
         else:
             self.result.partials += 1
         await self._captions.publish(caption)
