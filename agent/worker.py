@@ -11,8 +11,11 @@ open streams through one shared :class:`StreamLoad`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import threading
+from collections.abc import Mapping
 
 from livekit import rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType
@@ -33,6 +36,39 @@ from agent.tts import (
 from roomscribe.auth import issue_internal_token
 
 log = logging.getLogger(__name__)
+
+#: The participant attribute (or room metadata key) naming the language a track is spoken in.
+LANGUAGE_ATTRIBUTE = "roomscribe.language"
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
+
+
+def track_language(attributes: Mapping[str, str], room_metadata: str, default: str) -> str:
+    """The language to transcribe a participant's tracks in.
+
+    The participant's ``roomscribe.language`` attribute, else the same key in the room's
+    metadata (a JSON object), else the agent's default. A value that is not a language tag
+    (``en``, ``de``, ``pt-BR``) is ignored, so a typo falls back instead of refusing the
+    stream.
+
+    Args:
+        attributes: The participant's attributes.
+        room_metadata: The room's metadata string (often empty).
+        default: The agent's language.
+
+    Returns:
+        A language tag, at most 16 characters (what the STT protocol accepts).
+    """
+    candidates = [attributes.get(LANGUAGE_ATTRIBUTE)]
+    try:
+        meta = json.loads(room_metadata) if room_metadata else {}
+    except ValueError:
+        meta = {}
+    if isinstance(meta, dict):
+        candidates.append(meta.get(LANGUAGE_ATTRIBUTE))
+    for value in candidates:
+        if isinstance(value, str) and len(value) <= 16 and _LANGUAGE_TAG.match(value.strip()):
+            return value.strip()
+    return default
 
 
 class StreamLoad:
@@ -131,7 +167,9 @@ class RoomSession:
             room=self.room.name,
             participant=participant.identity,
             track_sid=track.sid,
-            language=self._settings.agent_language,
+            language=track_language(
+                participant.attributes, self.room.metadata, self._settings.agent_language
+            ),
         )
         # The stream ends when the track is unsubscribed or the participant leaves; the
         # transcriber then ends its input and waits for the last final.

@@ -116,7 +116,7 @@ class Layout:
             room=room,
             participant_identity=f"p{t % self.tracks_per_room}",
             # Participants join a little apart, so tracks interleave on the room's timeline.
-            started_at=self.t0 + timedelta(seconds=(t % self.tracks_per_room) * 0.7),
+            published_at=self.t0 + timedelta(seconds=(t % self.tracks_per_room) * 0.7),
         )
 
     @property
@@ -166,7 +166,7 @@ def reference_inserts(path: Path, layout: Layout, batch: int) -> float:
     began = time.perf_counter()
     for first in range(0, layout.per_track, batch):
         for t, meta in enumerate(metas):
-            start0 = meta.started_at.timestamp()
+            start0 = meta.published_at.timestamp()
             segs = [factory.make(t, i) for i in range(first, min(first + batch, layout.per_track))]
             rows = [
                 (

@@ -103,7 +103,7 @@ async def worker_seconds(audio_pcm: np.ndarray, transcriber: Any, workdir: Path)
             track_sid="TR_a",
             room="r",
             participant_identity="alice",
-            started_at=datetime.now(UTC),
+            published_at=datetime.now(UTC),
             language="en",
         )
     )

@@ -214,11 +214,12 @@ async def _all_segments(store: TranscriptStore, query: TranscriptQuery) -> Async
 async def export_transcript(
     room: str, fmt: ExportFormat, state: StateDep, principal: PrincipalDep, filters: Filters
 ) -> StreamingResponse:
-    """The whole transcript, streamed; times start at the first track's start."""
+    """The whole transcript, streamed; times start at the meeting's earliest track time."""
     principal.require_room(room)
     found = await state.store.get_room(room)
     tracks = await state.store.list_tracks(room)
-    origin = min((t.started_at for t in tracks), default=found.created_at).timestamp()
+    # The earliest any source can place a segment: no time in the export is negative.
+    origin = min((t.earliest_s() for t in tracks), default=found.created_at.timestamp())
     speakers = {
         t.participant_identity: t.participant_name or t.participant_identity for t in tracks
     }

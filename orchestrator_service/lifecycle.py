@@ -18,7 +18,7 @@ from typing import TypeVar
 from livekit.api.twirp_client import ServerError
 from livekit.protocol.egress import EgressInfo as LkEgressInfo
 from livekit.protocol.egress import EgressStatus as LkEgressStatus
-from livekit.protocol.models import TrackType
+from livekit.protocol.models import ParticipantInfo, TrackType
 from livekit.protocol.webhook import WebhookEvent
 
 from orchestrator_service.gateway import LiveKitGateway, audio_tracks, recording_key
@@ -69,6 +69,31 @@ def _when(epoch: int, *, nanos: bool = False) -> datetime:
     if epoch <= 0:
         return utcnow()
     return datetime.fromtimestamp(epoch / 1e9 if nanos else epoch, UTC)
+
+
+def _nanos(epoch_ns: int) -> datetime | None:
+    """A LiveKit nanosecond timestamp, or ``None`` where it is unset (0)."""
+    return datetime.fromtimestamp(epoch_ns / 1e9, UTC) if epoch_ns > 0 else None
+
+
+def _joined_at(participant: ParticipantInfo) -> datetime:
+    # joined_at is whole seconds; joined_at_ms (LiveKit 1.7+) is what a time should use.
+    if participant.joined_at_ms > 0:
+        return datetime.fromtimestamp(participant.joined_at_ms / 1000, UTC)
+    return _when(participant.joined_at)
+
+
+def recording_span(info: LkEgressInfo) -> tuple[datetime | None, datetime | None]:
+    """The recording's own start and end, as LiveKit reports them (nanoseconds).
+
+    The file result's times say when the file's first and last samples were written, which
+    is what Whisper's offsets count from; the egress's own times stand in where a server
+    reports no file result (an egress still running, or one that failed).
+    """
+    files = list(info.file_results) or ([info.file] if info.HasField("file") else [])
+    started = _nanos(files[0].started_at) if files else None
+    ended = _nanos(files[0].ended_at) if files else None
+    return started or _nanos(info.started_at), ended or _nanos(info.ended_at)
 
 
 class RoomLifecycle:
@@ -188,7 +213,8 @@ class RoomLifecycle:
                 identity=event.participant.identity,
                 name=event.participant.name or None,
                 track_sid=event.track.sid,
-                started_at=_when(event.created_at),
+                # Whole seconds: the track's publish time is metadata, never a clock.
+                published_at=_when(event.created_at),
             )
         elif kind == "track_unpublished":
             await self.track_unpublished(event.track.sid)
@@ -207,7 +233,7 @@ class RoomLifecycle:
         identity: str,
         name: str | None,
         track_sid: str,
-        started_at: datetime,
+        published_at: datetime,
     ) -> None:
         """Record the track and have its egress started (once)."""
         await self._store.add_participant(room.name, identity)
@@ -218,7 +244,7 @@ class RoomLifecycle:
                 room=room.name,
                 participant_identity=identity,
                 participant_name=name,
-                started_at=started_at,
+                published_at=published_at,
             )
         )
         if track.status is TrackStatus.RECORDING and track.egress.id is None:
@@ -281,10 +307,16 @@ class RoomLifecycle:
             if info.status == LkEgressStatus.EGRESS_ACTIVE
             else EgressStatus.STARTING
         )
+        started, _ = recording_span(info)
         await self._store.update_egress(
             track.track_sid,
             track.egress.model_copy(
-                update={"id": info.egress_id, "status": status, "updated_at": utcnow()}
+                update={
+                    "id": info.egress_id,
+                    "status": status,
+                    "started_at": started or track.egress.started_at,
+                    "updated_at": utcnow(),
+                }
             ),
         )
 
@@ -299,6 +331,7 @@ class RoomLifecycle:
             track.room, track.participant_identity, track.track_sid
         )
         if track.status is TrackStatus.RECORDING:
+            started, ended = recording_span(info)
             await self._store.update_egress(
                 track.track_sid,
                 EgressInfo(
@@ -306,6 +339,8 @@ class RoomLifecycle:
                     status=EgressStatus.COMPLETE if ok else EgressStatus.FAILED,
                     object_key=key,
                     error=info.error or None,
+                    started_at=started or track.egress.started_at,
+                    ended_at=ended,
                     updated_at=utcnow(),
                 ),
             )
@@ -346,7 +381,7 @@ class RoomLifecycle:
                     identity=participant.identity,
                     name=participant.name or None,
                     track_sid=track_sid,
-                    started_at=_when(participant.joined_at),
+                    published_at=_joined_at(participant),
                 )
         return await self._store.get_room(room_name)
 

@@ -160,7 +160,7 @@ def build_timeline(
     """
     tracks = list(tracks)
     spoken = sorted((s for s in segments if s.text.strip()), key=lambda s: (s.abs_start, s.id))
-    starts = [s.abs_start for s in spoken] + [t.started_at.timestamp() for t in tracks]
+    starts = [s.abs_start for s in spoken] + [t.earliest_s() for t in tracks]
     origin = min(starts, default=0.0)
     labels = speaker_labels((s.participant_identity for s in spoken), tracks)
     return [

@@ -1,8 +1,15 @@
 """Domain models: rooms, tracks, segments, chunks and their statuses (DESIGN.md section 4).
 
 All times named ``*_at`` are timezone-aware UTC datetimes. Segment ``start``/``end`` are
-seconds from the track's start; ``abs_start``/``abs_end`` are epoch seconds, so segments of
-different tracks sort onto one timeline.
+seconds from the start of the audio their source heard; ``abs_start``/``abs_end`` are epoch
+seconds, so segments of different tracks sort onto one timeline.
+
+Each source has its own time origin, because each hears a different stretch of the track:
+live segments count from the agent's clock at sample 0 of its stream
+(:attr:`Track.live_origin`, the STT ``start`` message's ``track_started_at``), Whisper
+segments from the first sample of the egress recording (:attr:`EgressInfo.started_at`, kept
+as :attr:`WhisperStats.covered_from`). When the track was published is metadata only: the
+webhook that says so is stamped in whole seconds, and the agent may join minutes later.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 
 def utcnow() -> datetime:
@@ -65,9 +72,11 @@ class SegmentSource(StrEnum):
 class TranscriptSource(StrEnum):
     """What a transcript query reads: one source, or ``best``.
 
-    ``best`` is the Whisper transcript of each track whose Whisper pass finished with at least
-    one segment, and the live transcript of every other track: a pass that heard nothing (its
-    voice detector kept no speech) never hides what the live captions caught.
+    ``best`` is, per track, the Whisper transcript inside the interval its recording covers
+    and the live transcript outside it (an egress that started late or hit its limit never
+    hides the live words it did not record). A track whose Whisper pass stored no segment
+    keeps its whole live transcript: a pass that heard nothing (its voice detector kept no
+    speech) never hides what the live captions caught. Each segment says its ``source``.
     """
 
     REALTIME = "realtime"
@@ -139,12 +148,19 @@ class Chunk(BaseModel):
 
 
 class EgressInfo(BaseModel):
-    """The LiveKit egress recording a track."""
+    """The LiveKit egress recording a track.
+
+    ``started_at``/``ended_at`` are the recording's own clock (LiveKit's file result, in
+    nanoseconds): the first sample of the file is at ``started_at``. They are the Whisper
+    transcript's time origin.
+    """
 
     id: str | None = None
     status: EgressStatus | None = None
     object_key: str | None = None
     error: str | None = None
+    started_at: UtcDatetime | None = None
+    ended_at: UtcDatetime | None = None
     updated_at: UtcDatetime | None = None
 
 
@@ -166,22 +182,43 @@ class LiveStats(BaseModel):
 
 
 class WhisperStats(BaseModel):
-    """What the Whisper pass measured on a track."""
+    """What the Whisper pass measured on a track, and which stretch of it the pass covers.
+
+    ``covered_from``/``covered_to`` are epoch seconds: the recording's first sample (the
+    origin of the Whisper segments' ``start``/``end``) and ``covered_from + audio_s``.
+    """
 
     model: str
     audio_s: float
     real_time_factor: float
     segments: int = 0
+    language: str | None = None
+    covered_from: float | None = None
+    covered_to: float | None = None
+
+
+#: Fields of a stored track that a later upsert fills in when they are still unknown: the
+#: orchestrator (webhooks) and the STT service (stream start) each know some of them.
+FILLABLE_TRACK_FIELDS: tuple[str, ...] = ("participant_name", "live_origin", "language")
 
 
 class TrackCreate(BaseModel):
-    """What is known about a track when it is first seen."""
+    """What is known about a track when it is first seen.
+
+    Attributes:
+        published_at: When the track was published, as far as the writer knows (metadata,
+            never a time origin). Stored documents of older versions call it ``started_at``.
+        live_origin: The agent's clock at sample 0 of its live stream: live segments'
+            offsets count from it. ``None`` until an STT stream has started.
+        language: The language the track is transcribed in live (and by Whisper).
+    """
 
     track_sid: str = Field(min_length=1)
     room: str = Field(min_length=1)
     participant_identity: str = Field(min_length=1)
     participant_name: str | None = None
-    started_at: UtcDatetime
+    published_at: UtcDatetime = Field(validation_alias=AliasChoices("published_at", "started_at"))
+    live_origin: UtcDatetime | None = None
     language: str | None = None
 
 
@@ -195,6 +232,38 @@ class Track(TrackCreate):
     live: LiveStats = Field(default_factory=LiveStats)
     whisper: WhisperStats | None = None
     updated_at: UtcDatetime = Field(default_factory=utcnow)
+
+    def live_origin_s(self) -> float:
+        """Epoch seconds that live offsets count from (publish time until a stream starts)."""
+        return (self.live_origin or self.published_at).timestamp()
+
+    def recording_origin_s(self) -> float:
+        """Epoch seconds of the recording's first sample, as well as it is known.
+
+        The egress's own start when LiveKit reported it; else the live origin, else the
+        publish time (an egress of an older version, or one repaired without its info).
+        """
+        if self.egress.started_at is not None:
+            return self.egress.started_at.timestamp()
+        return self.live_origin_s()
+
+    def earliest_s(self) -> float:
+        """The earliest time any of the track's sources can place a segment at."""
+        times = [self.published_at, self.live_origin, self.egress.started_at]
+        return min(t.timestamp() for t in times if t is not None)
+
+    def whisper_coverage(self) -> tuple[float, float] | None:
+        """The absolute span where ``best`` reads Whisper, or ``None`` (live everywhere).
+
+        ``None`` unless the track is transcribed with at least one Whisper segment; a pass of
+        an older version that stored no coverage covers the whole track.
+        """
+        w = self.whisper
+        if self.status is not TrackStatus.TRANSCRIBED or w is None or w.segments <= 0:
+            return None
+        start = w.covered_from if w.covered_from is not None else float("-inf")
+        end = w.covered_to if w.covered_to is not None else float("inf")
+        return start, end
 
 
 class ActionItem(BaseModel):

@@ -67,7 +67,13 @@ class StartMessage(_Message):
     track_sid: str = Field(min_length=1, max_length=256)
     language: str = Field(default="en", min_length=2, max_length=16)
     sample_rate: int = 16000
-    track_started_at: float = Field(description="Epoch seconds of the track's first sample.")
+    track_started_at: float = Field(
+        # Finite and within this century: it becomes every live segment's time origin.
+        ge=946_684_800.0,  # 2000-01-01
+        lt=4_102_444_800.0,  # 2100-01-01
+        allow_inf_nan=False,
+        description="Epoch seconds, on the agent's clock, of the stream's sample 0.",
+    )
 
 
 class FlushMessage(_Message):

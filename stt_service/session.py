@@ -202,7 +202,10 @@ class StreamSession:
                     track_sid=start.track_sid,
                     room=start.room,
                     participant_identity=start.participant,
-                    started_at=datetime.fromtimestamp(start.track_started_at, UTC),
+                    # The stream's sample 0 on the agent's clock: the live segments'
+                    # origin. It stands for the publish time only if nobody knew better.
+                    published_at=datetime.fromtimestamp(start.track_started_at, UTC),
+                    live_origin=datetime.fromtimestamp(start.track_started_at, UTC),
                     language=start.language,
                 )
             )

@@ -166,6 +166,14 @@ class WhisperTranscriber:
     def transcribe(self, audio: Path, *, track_sid: str, language: str | None) -> Transcript:
         """Transcribe a recording (blocking: call it in a thread)."""
         began = time.perf_counter()
+        if language is not None and language not in self._model.supported_languages:
+            # An English-only model, or a code Whisper does not know: let it detect rather
+            # than fail the whole track on a label.
+            log.info(
+                "language not supported by the Whisper model; detecting instead",
+                extra={"track_sid": track_sid, "language": language},
+            )
+            language = None
         options: dict[str, Any] = {
             "language": language,
             "beam_size": self._beam_size,

@@ -69,6 +69,18 @@ class Transcribe(Protocol):
         """Transcribe ``audio``."""
 
 
+def whisper_language(language: str | None) -> str | None:
+    """The Whisper code of a track's live language (``en-US`` -> ``en``); ``None``: detect.
+
+    Live models are chosen by tags such as ``en`` or ``en-us``; Whisper knows languages by
+    their primary subtag only.
+    """
+    if not language:
+        return None
+    primary = language.replace("_", "-").split("-", 1)[0].strip().lower()
+    return primary or None
+
+
 class JobFailedError(Exception):
     """This track cannot be transcribed; the message says why (kept as the last error)."""
 
@@ -173,6 +185,9 @@ class WhisperWorker:
             raise
         finally:
             renewer.cancel()
+        # The file's first sample is at the egress's own start: Whisper's offsets count from
+        # there, and ``best`` reads Whisper only over the span the file covers.
+        covered_from = track.recording_origin_s()
         await self._store.replace_whisper_segments(
             track.track_sid,
             transcript.segments,
@@ -181,6 +196,9 @@ class WhisperWorker:
                 audio_s=round(transcript.audio_s, 3),
                 real_time_factor=round(transcript.real_time_factor, 4),
                 segments=len(transcript.segments),
+                language=transcript.language,
+                covered_from=covered_from,
+                covered_to=covered_from + transcript.audio_s,
             ),
         )
         if await self._store.complete_job(track.track_sid, holder):
@@ -215,7 +233,10 @@ class WhisperWorker:
                 raise JobFailedError("the recording is empty (zero length)")
             try:
                 return await asyncio.to_thread(
-                    self._transcribe, local, track_sid=track.track_sid, language=track.language
+                    self._transcribe,
+                    local,
+                    track_sid=track.track_sid,
+                    language=whisper_language(track.language),
                 )
             except (ValueError, RuntimeError, OSError) as exc:
                 # faster-whisper/PyAV raise these for audio they cannot use.

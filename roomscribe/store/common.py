@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from roomscribe.errors import NotFoundError
-from roomscribe.models import Room, Segment, SegmentIn, Track, TranscriptPage, TranscriptQuery
+from roomscribe.models import (
+    FILLABLE_TRACK_FIELDS,
+    Room,
+    Segment,
+    SegmentIn,
+    Track,
+    TrackCreate,
+    TranscriptPage,
+    TranscriptQuery,
+    WhisperStats,
+)
 from roomscribe.store.cursor import decode_cursor, encode_cursor
 
 
@@ -71,3 +82,62 @@ def transcript_page(rows: list[Segment], query: TranscriptQuery) -> TranscriptPa
         last = page[-1]
         next_cursor = encode_cursor([last.abs_start, last.id], transcript_filters(query))
     return TranscriptPage(segments=page, next_cursor=next_cursor)
+
+
+@dataclass(frozen=True)
+class TrackMeta:
+    """What placing a batch of one track's segments needs: attribution and the time origin."""
+
+    room: str
+    identity: str
+    #: Epoch seconds the batch's ``start``/``end`` offsets count from.
+    origin: float
+
+    @classmethod
+    def live(cls, track: Track) -> TrackMeta:
+        """Live segments count from the agent's stream start (see :mod:`roomscribe.models`)."""
+        return cls(track.room, track.participant_identity, track.live_origin_s())
+
+    @classmethod
+    def whisper(cls, track: Track, stats: WhisperStats) -> TrackMeta:
+        """Whisper segments count from the recording's first sample (``stats.covered_from``)."""
+        origin = stats.covered_from
+        return cls(
+            track.room,
+            track.participant_identity,
+            track.recording_origin_s() if origin is None else origin,
+        )
+
+
+def unknown_track_fields(stored: Track, given: TrackCreate) -> dict[str, Any]:
+    """The fillable fields ``given`` knows and ``stored`` does not (an upsert sets those).
+
+    First known wins: a second STT stream of the same track (a reconnect) cannot move the
+    live origin that segments already stored were placed on.
+    """
+    return {
+        name: getattr(given, name)
+        for name in FILLABLE_TRACK_FIELDS
+        if getattr(stored, name) is None and getattr(given, name) is not None
+    }
+
+
+def with_coverage(stats: WhisperStats, track: Track) -> WhisperStats:
+    """The stats with the recording's span filled in where the worker did not give it."""
+    start = stats.covered_from if stats.covered_from is not None else track.recording_origin_s()
+    end = stats.covered_to if stats.covered_to is not None else start + stats.audio_s
+    return stats.model_copy(update={"covered_from": start, "covered_to": end})
+
+
+def hidden_by_whisper(seg: Mapping[str, Any], coverage: Mapping[str, tuple[float, float]]) -> bool:
+    """Whether ``best`` shows Whisper instead of this live segment (a stored document).
+
+    A live segment is replaced when its midpoint lies in the span its track's recording
+    covers: one that straddles the recording's start or end is kept or replaced whole,
+    never shown twice with the Whisper words of the same speech.
+    """
+    span = coverage.get(seg["track_sid"])
+    if span is None:
+        return False
+    mid = (float(seg["abs_start"]) + float(seg["abs_end"])) / 2
+    return span[0] <= mid < span[1]

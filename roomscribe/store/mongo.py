@@ -47,12 +47,17 @@ from roomscribe.store.base import (
 )
 from roomscribe.store.common import (
     StoreLookups,
+    TrackMeta,
     first_of_each_id,
+    hidden_by_whisper,
     merge_in_order,
     transcript_cursor,
     transcript_page,
+    unknown_track_fields,
+    with_coverage,
 )
 from roomscribe.store.cursor import decode_cursor, encode_cursor
+from roomscribe.store.migrations import upgrade_track_doc
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
@@ -94,13 +99,13 @@ def _segment_doc(seg: SegmentIn, started: float) -> Document:
 
 
 def _chunk_doc(
-    meta: tuple[str, str, float],
+    meta: TrackMeta,
     track_sid: str,
     source: SegmentSource,
     seq: int,
     segs: list[Document],
 ) -> Document:
-    room, identity, _ = meta
+    room, identity = meta.room, meta.identity
     return {
         "_id": f"{track_sid}:{source.value}:{seq}",
         "room": room,
@@ -134,7 +139,7 @@ class MongoTranscriptStore(StoreLookups):
         self._tracks = database["tracks"]
         self._chunks = database["chunks"]
         self._close = close
-        self._track_meta: dict[str, tuple[str, str, float]] = {}
+        self._track_meta: dict[str, TrackMeta] = {}
 
     @classmethod
     def connect(
@@ -155,7 +160,7 @@ class MongoTranscriptStore(StoreLookups):
             await self._rooms.create_index(
                 [("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]
             )
-            await self._tracks.create_index([("room", ASCENDING), ("started_at", ASCENDING)])
+            await self._tracks.create_index([("room", ASCENDING), ("published_at", ASCENDING)])
             await self._tracks.create_index([("status", ASCENDING), ("job.lease_until", ASCENDING)])
             await self._chunks.create_index(
                 [("track_sid", ASCENDING), ("source", ASCENDING), ("seq", ASCENDING)], unique=True
@@ -166,8 +171,20 @@ class MongoTranscriptStore(StoreLookups):
             await self._chunks.create_index(
                 [("track_sid", ASCENDING), ("source", ASCENDING), ("segments.id", ASCENDING)]
             )
+            await self._upgrade()
         except PyMongoError as exc:
-            raise StoreError(f"cannot create MongoDB indexes: {exc}") from exc
+            raise StoreError(f"cannot prepare the MongoDB collections: {exc}") from exc
+
+    async def _upgrade(self) -> None:
+        """Bring track documents of older versions to the current layout (idempotent).
+
+        Each document is replaced only if it is still the old one, so several instances
+        starting at once (or a crash half-way) leave every document upgraded exactly once.
+        """
+        async for doc in self._tracks.find({"started_at": {"$exists": True}}):
+            await self._tracks.replace_one(
+                {"_id": doc["_id"], "started_at": doc["started_at"]}, upgrade_track_doc(doc)
+            )
 
     async def close(self) -> None:
         """Close the client when this store created it."""
@@ -277,13 +294,22 @@ class MongoTranscriptStore(StoreLookups):
 
     # Tracks --------------------------------------------------------------------------------
     async def upsert_track(self, track: TrackCreate) -> Track:
-        """Insert the track if new; return what is stored."""
+        """Insert the track if new, else fill in what it does not know yet; return it."""
         stored = Track(**track.model_dump())
         try:
             await self._tracks.insert_one(_doc(stored, "track_sid"))
             return stored
         except DuplicateKeyError:
-            return await self.get_track(track.track_sid)
+            pass
+        existing = await self.get_track(track.track_sid)
+        for name, value in unknown_track_fields(existing, track).items():
+            # One conditional update per field: whoever sets a field first wins it.
+            await self._tracks.update_one(
+                {"_id": track.track_sid, name: None},
+                {"$set": {name: _plain(value), "updated_at": utcnow()}},
+            )
+            self._track_meta.pop(track.track_sid, None)
+        return await self.get_track(track.track_sid)
 
     async def find_track(self, track_sid: str) -> Track | None:
         """Return the track or ``None``."""
@@ -294,7 +320,7 @@ class MongoTranscriptStore(StoreLookups):
         """Return the room's tracks by start time."""
         docs = (
             await self._tracks.find({"room": room})
-            .sort([("started_at", ASCENDING), ("_id", ASCENDING)])
+            .sort([("published_at", ASCENDING), ("_id", ASCENDING)])
             .to_list(None)
         )
         return [Track.model_validate(d) for d in docs]
@@ -340,17 +366,18 @@ class MongoTranscriptStore(StoreLookups):
         return await self._tracks.count_documents({"room": room, "status": {"$in": pending}})
 
     # Segments ------------------------------------------------------------------------------
-    async def _meta(self, track_sid: str) -> tuple[str, str, float]:
+    async def _live_meta(self, track_sid: str) -> TrackMeta:
         meta = self._track_meta.get(track_sid)
         if meta is None:
             track = await self.get_track(track_sid)
-            meta = (track.room, track.participant_identity, track.started_at.timestamp())
-            self._track_meta[track_sid] = meta
+            meta = TrackMeta.live(track)
+            if track.live_origin is not None:  # else a later upsert may still set it
+                self._track_meta[track_sid] = meta
         return meta
 
     async def append_realtime_segments(self, track_sid: str, segments: Sequence[SegmentIn]) -> int:
         """Push new segments into the open chunk, opening new chunks as they fill."""
-        meta = await self._meta(track_sid)
+        meta = await self._live_meta(track_sid)
         source = SegmentSource.REALTIME
         fresh = first_of_each_id(segments)
         if not fresh:
@@ -361,7 +388,7 @@ class MongoTranscriptStore(StoreLookups):
         ):
             for stored in chunk["segments"]:
                 fresh.pop(stored["id"], None)
-        docs = [_segment_doc(s, meta[2]) for s in fresh.values()]
+        docs = [_segment_doc(s, meta.origin) for s in fresh.values()]
         pos = 0
         while pos < len(docs):
             last = await self._chunks.find_one(
@@ -410,10 +437,12 @@ class MongoTranscriptStore(StoreLookups):
         see the track empty during a re-run; ``best`` only switches to Whisper once the track is
         ``transcribed``, which the worker sets after this returns.
         """
-        meta = await self._meta(track_sid)
+        track = await self.get_track(track_sid)
+        stats = with_coverage(stats, track)
+        meta = TrackMeta.whisper(track, stats)
         source = SegmentSource.WHISPER
         await self._chunks.delete_many({"track_sid": track_sid, "source": source.value})
-        docs = [_segment_doc(s, meta[2]) for s in first_of_each_id(segments).values()]
+        docs = [_segment_doc(s, meta.origin) for s in first_of_each_id(segments).values()]
         # The count is what was stored (ids de-duplicated): ``best`` relies on it.
         stats = stats.model_copy(update={"segments": len(docs)})
         chunks = [
@@ -439,21 +468,22 @@ class MongoTranscriptStore(StoreLookups):
         """Return one page sorted by ``(abs_start, id)``; see TranscriptStore."""
         after = transcript_cursor(query)
         if query.source is TranscriptSource.BEST:
-            corrected = [
-                d["_id"]
-                async for d in self._tracks.find(
-                    {
-                        "room": query.room,
-                        "status": TrackStatus.TRANSCRIBED.value,
-                        "whisper.segments": {"$gt": 0},
-                    },
-                    {"_id": 1},
-                )
-            ]
-            parts = [await self._select(query, SegmentSource.REALTIME, after, exclude=corrected)]
-            if corrected:
+            coverage: dict[str, tuple[float, float]] = {}
+            async for doc in self._tracks.find(
+                {
+                    "room": query.room,
+                    "status": TrackStatus.TRANSCRIBED.value,
+                    "whisper.segments": {"$gt": 0},
+                }
+            ):
+                track = Track.model_validate(doc)
+                span = track.whisper_coverage()
+                if span is not None:
+                    coverage[track.track_sid] = span
+            parts = [await self._select(query, SegmentSource.REALTIME, after, hide=coverage)]
+            if coverage:
                 parts.append(
-                    await self._select(query, SegmentSource.WHISPER, after, only=corrected)
+                    await self._select(query, SegmentSource.WHISPER, after, only=list(coverage))
                 )
             rows = merge_in_order(parts, query.limit + 1)
         else:
@@ -467,7 +497,7 @@ class MongoTranscriptStore(StoreLookups):
         after: list[Any] | None,
         *,
         only: Iterable[str] | None = None,
-        exclude: Iterable[str] = (),
+        hide: Mapping[str, tuple[float, float]] | None = None,
     ) -> list[Segment]:
         """The first ``limit + 1`` matching segments of one source, in order.
 
@@ -480,14 +510,15 @@ class MongoTranscriptStore(StoreLookups):
         seg_match: Document = {}
         if query.track_sid is not None:
             chunk_match["track_sid"] = query.track_sid
-        track_conditions: list[Document] = []
         if only is not None:
-            track_conditions.append({"track_sid": {"$in": list(only)}})
-        exclude = list(exclude)
-        if exclude:
-            track_conditions.append({"track_sid": {"$nin": exclude}})
-        if track_conditions:
-            chunk_match["$and"] = track_conditions
+            chunk_match["$and"] = [{"track_sid": {"$in": list(only)}}]
+        if hide:
+            # Chunks wholly inside their track's Whisper span hold only hidden segments:
+            # skip them here; segments of chunks that straddle it are filtered one by one.
+            chunk_match["$nor"] = [
+                {"track_sid": sid, "start": {"$gte": lo}, "end": {"$lte": hi}}
+                for sid, (lo, hi) in hide.items()
+            ]
         if query.participant_identity is not None:
             chunk_match["participant_identity"] = query.participant_identity
         if query.time_from is not None:
@@ -512,14 +543,14 @@ class MongoTranscriptStore(StoreLookups):
         chunk_starts = self._chunk_starts(chunk_match)
         async for chunk_id, start in chunk_starts:
             if batch and len(batch) >= _CHUNK_BATCH:
-                candidates.extend(await self._unpack(batch, seg_match))
+                candidates.extend(await self._unpack(batch, seg_match, hide))
                 batch = []
                 if sum(1 for c in candidates if c["abs_start"] < start) >= want:
                     break
             batch.append(chunk_id)
         else:
             if batch:
-                candidates.extend(await self._unpack(batch, seg_match))
+                candidates.extend(await self._unpack(batch, seg_match, hide))
         candidates.sort(key=lambda c: (c["abs_start"], c["id"]))
         return [Segment.model_validate(c) for c in candidates[:want]]
 
@@ -529,7 +560,12 @@ class MongoTranscriptStore(StoreLookups):
         ):
             yield doc["_id"], doc["start"]
 
-    async def _unpack(self, chunk_ids: list[Any], seg_match: Document) -> list[Document]:
+    async def _unpack(
+        self,
+        chunk_ids: list[Any],
+        seg_match: Document,
+        hide: Mapping[str, tuple[float, float]] | None = None,
+    ) -> list[Document]:
         pipeline: list[Document] = [
             {"$match": {"_id": {"$in": chunk_ids}}},
             {"$unwind": "$segments"},
@@ -554,6 +590,10 @@ class MongoTranscriptStore(StoreLookups):
             seg["track_sid"] = row["track_sid"]
             seg["participant_identity"] = row["participant_identity"]
             seg["source"] = row["source"]
+            # Filtered here, not in the pipeline: the rule compares each segment's midpoint
+            # with its track's span, which would need $expr per track in the $match.
+            if hide and hidden_by_whisper(seg, hide):
+                continue
             out.append(seg)
         return out
 
@@ -597,7 +637,7 @@ class MongoTranscriptStore(StoreLookups):
                 },
                 "$inc": {"job.attempts": 1},
             },
-            sort=[("started_at", ASCENDING)],
+            sort=[("published_at", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
         return None if doc is None else Track.model_validate(doc)

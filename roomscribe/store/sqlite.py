@@ -14,9 +14,10 @@ write is in progress). Blocking SQLite calls never run on the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,12 +54,16 @@ from roomscribe.store.base import (
 )
 from roomscribe.store.common import (
     StoreLookups,
+    TrackMeta,
     first_of_each_id,
     merge_in_order,
     transcript_cursor,
     transcript_page,
+    unknown_track_fields,
+    with_coverage,
 )
 from roomscribe.store.cursor import decode_cursor, encode_cursor
+from roomscribe.store.migrations import SCHEMA_VERSION, needs_upgrade, upgrade_track_doc
 
 T = TypeVar("T")
 
@@ -81,11 +86,11 @@ CREATE TABLE IF NOT EXISTS tracks (
     track_sid TEXT PRIMARY KEY,
     room TEXT NOT NULL,
     status TEXT NOT NULL,
-    started_at REAL NOT NULL,
+    published_at REAL NOT NULL,
     lease_until REAL,
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tracks_by_room ON tracks (room, started_at);
+CREATE INDEX IF NOT EXISTS tracks_by_room ON tracks (room, published_at);
 CREATE INDEX IF NOT EXISTS tracks_by_job ON tracks (status, lease_until);
 CREATE TABLE IF NOT EXISTS chunks (
     track_sid TEXT NOT NULL,
@@ -152,6 +157,35 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
+def _finite(value: float) -> float:
+    # SQLite has no infinity literal for bound parameters everywhere; this is far enough.
+    return max(-1e300, min(1e300, value))
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a file of an older version to :data:`SCHEMA_VERSION` in one transaction."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(tracks)")}
+    if not columns:
+        return  # a new file: the schema creates everything
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "started_at" in columns:
+            # Renaming keeps the index on it (SQLite rewrites the index definition too).
+            conn.execute("ALTER TABLE tracks RENAME COLUMN started_at TO published_at")
+        rows = conn.execute("SELECT track_sid, doc FROM tracks").fetchall()
+        for sid, raw in rows:
+            doc = json.loads(raw)
+            if needs_upgrade(doc):
+                conn.execute(
+                    "UPDATE tracks SET doc = ? WHERE track_sid = ?",
+                    (json.dumps(upgrade_track_doc(doc)), sid),
+                )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 class _Connections:
     """One writer thread with its connection, and a small pool of reader threads."""
 
@@ -198,7 +232,7 @@ class SQLiteTranscriptStore(StoreLookups):
         self.chunk_size = chunk_size
         self._conns = _Connections(self.path, readers)
         # Immutable facts about a track that every append needs; cached to skip a lookup.
-        self._track_meta: dict[str, tuple[str, str, float]] = {}
+        self._track_meta: dict[str, TrackMeta] = {}
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -276,7 +310,11 @@ class SQLiteTranscriptStore(StoreLookups):
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
         def create(conn: sqlite3.Connection) -> None:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version < SCHEMA_VERSION:
+                _upgrade(conn)
             conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         try:
             await asyncio.get_running_loop().run_in_executor(
@@ -431,14 +469,14 @@ class SQLiteTranscriptStore(StoreLookups):
         track.updated_at = utcnow()
         lease = track.job.lease_until
         conn.execute(
-            "INSERT INTO tracks (track_sid, room, status, started_at, lease_until, doc) "
+            "INSERT INTO tracks (track_sid, room, status, published_at, lease_until, doc) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (track_sid) DO UPDATE SET "
             "status = excluded.status, lease_until = excluded.lease_until, doc = excluded.doc",
             (
                 track.track_sid,
                 track.room,
                 track.status.value,
-                _epoch(track.started_at),
+                _epoch(track.published_at),
                 None if lease is None else _epoch(lease),
                 track.model_dump_json(),
             ),
@@ -456,13 +494,19 @@ class SQLiteTranscriptStore(StoreLookups):
         return True
 
     async def upsert_track(self, track: TrackCreate) -> Track:
-        """Create the track if new; return what is stored."""
+        """Create the track if new, else fill in what it does not know yet; return it."""
 
         def upsert(conn: sqlite3.Connection) -> Track:
             stored = self._load_track(conn, track.track_sid)
             if stored is None:
                 stored = Track(**track.model_dump())
-                self._save_track(conn, stored)
+            else:
+                missing = unknown_track_fields(stored, track)
+                if not missing:
+                    return stored
+                stored = stored.model_copy(update=missing)
+            self._save_track(conn, stored)
+            self._track_meta.pop(track.track_sid, None)
             return stored
 
         return await self._write(upsert)
@@ -475,7 +519,7 @@ class SQLiteTranscriptStore(StoreLookups):
         """Return the room's tracks by start time."""
         rows = await self._read(
             lambda conn: conn.execute(
-                "SELECT doc FROM tracks WHERE room = ? ORDER BY started_at, track_sid", (room,)
+                "SELECT doc FROM tracks WHERE room = ? ORDER BY published_at, track_sid", (room,)
             ).fetchall()
         )
         return [Track.model_validate_json(doc) for (doc,) in rows]
@@ -537,18 +581,15 @@ class SQLiteTranscriptStore(StoreLookups):
         return int(row[0])
 
     # Segments ------------------------------------------------------------------------------
-    def _meta(self, conn: sqlite3.Connection, track_sid: str) -> tuple[str, str, float]:
+    def _live_meta(self, conn: sqlite3.Connection, track_sid: str) -> TrackMeta:
         meta = self._track_meta.get(track_sid)
         if meta is None:
-            row = conn.execute(
-                "SELECT room, json_extract(doc, '$.participant_identity'), started_at "
-                "FROM tracks WHERE track_sid = ?",
-                (track_sid,),
-            ).fetchone()
-            if row is None:
+            track = self._load_track(conn, track_sid)
+            if track is None:
                 raise NotFoundError(f"track {track_sid!r} is unknown")
-            meta = (str(row[0]), str(row[1]), float(row[2]))
-            self._track_meta[track_sid] = meta
+            meta = TrackMeta.live(track)
+            if track.live_origin is not None:  # else a later upsert may still set it
+                self._track_meta[track_sid] = meta
         return meta
 
     def _insert_segments(
@@ -557,9 +598,10 @@ class SQLiteTranscriptStore(StoreLookups):
         track_sid: str,
         source: SegmentSource,
         segments: Sequence[SegmentIn],
+        meta: TrackMeta,
     ) -> int:
         """Insert new segments into the open chunk and new ones after it; return the count."""
-        room, identity, started = self._meta(conn, track_sid)
+        room, identity, started = meta.room, meta.identity, meta.origin
         fresh = first_of_each_id(segments)
         if not fresh:
             return 0
@@ -648,7 +690,8 @@ class SQLiteTranscriptStore(StoreLookups):
         """Append live segments (ids already stored are skipped) and count them on the track."""
 
         def append(conn: sqlite3.Connection) -> int:
-            added = self._insert_segments(conn, track_sid, SegmentSource.REALTIME, segments)
+            meta = self._live_meta(conn, track_sid)
+            added = self._insert_segments(conn, track_sid, SegmentSource.REALTIME, segments, meta)
             if added:
                 conn.execute(
                     "UPDATE tracks SET doc = json_set(doc, '$.live.segments', "
@@ -666,18 +709,22 @@ class SQLiteTranscriptStore(StoreLookups):
 
         def replace(conn: sqlite3.Connection) -> None:
             source = SegmentSource.WHISPER.value
-            self._meta(conn, track_sid)
+            track = self._load_track(conn, track_sid)
+            if track is None:
+                raise NotFoundError(f"track {track_sid!r} is unknown")
+            covered = with_coverage(stats, track)
             conn.execute(
                 "DELETE FROM segments WHERE track_sid = ? AND source = ?", (track_sid, source)
             )
             conn.execute(
                 "DELETE FROM chunks WHERE track_sid = ? AND source = ?", (track_sid, source)
             )
-            stored = self._insert_segments(conn, track_sid, SegmentSource.WHISPER, segments)
+            meta = TrackMeta.whisper(track, covered)
+            stored = self._insert_segments(conn, track_sid, SegmentSource.WHISPER, segments, meta)
 
             def change(track: Track) -> bool:
                 # The count is what was stored (ids de-duplicated): ``best`` relies on it.
-                track.whisper = stats.model_copy(update={"segments": stored})
+                track.whisper = covered.model_copy(update={"segments": stored})
                 return True
 
             self._modify_track(conn, track_sid, change)
@@ -703,24 +750,32 @@ class SQLiteTranscriptStore(StoreLookups):
 
         def run(conn: sqlite3.Connection) -> list[Segment]:
             if query.source is TranscriptSource.BEST:
-                corrected = [
-                    sid
-                    for (sid,) in conn.execute(
-                        "SELECT track_sid FROM tracks WHERE room = ? AND status = ? "
-                        "AND json_extract(doc, '$.whisper.segments') > 0",
-                        (query.room, TrackStatus.TRANSCRIBED.value),
-                    )
-                ]
+                coverage = self._coverage(conn, query.room)
                 parts = [
-                    self._select(conn, query, SegmentSource.REALTIME, after, exclude=corrected),
-                    self._select(conn, query, SegmentSource.WHISPER, after, only=corrected)
-                    if corrected
+                    self._select(conn, query, SegmentSource.REALTIME, after, hide=coverage),
+                    self._select(conn, query, SegmentSource.WHISPER, after, only=list(coverage))
+                    if coverage
                     else [],
                 ]
                 return merge_in_order(parts, query.limit + 1)
             return self._select(conn, query, SegmentSource(query.source.value), after)
 
         return transcript_page(await self._read(run), query)
+
+    @staticmethod
+    def _coverage(conn: sqlite3.Connection, room: str) -> dict[str, tuple[float, float]]:
+        """Track sid -> the absolute span where ``best`` reads Whisper (see the model)."""
+        spans: dict[str, tuple[float, float]] = {}
+        for (doc,) in conn.execute(
+            "SELECT doc FROM tracks WHERE room = ? AND status = ? "
+            "AND json_extract(doc, '$.whisper.segments') > 0",
+            (room, TrackStatus.TRANSCRIBED.value),
+        ):
+            track = Track.model_validate_json(doc)
+            span = track.whisper_coverage()
+            if span is not None:
+                spans[track.track_sid] = span
+        return spans
 
     def _select(
         self,
@@ -730,7 +785,7 @@ class SQLiteTranscriptStore(StoreLookups):
         after: list[Any] | None,
         *,
         only: Iterable[str] | None = None,
-        exclude: Iterable[str] = (),
+        hide: Mapping[str, tuple[float, float]] | None = None,
     ) -> list[Segment]:
         where = ["room = ?", "source = ?"]
         params: list[Any] = [query.room, source.value]
@@ -744,10 +799,12 @@ class SQLiteTranscriptStore(StoreLookups):
             only = list(only)
             where.append(f"track_sid IN ({','.join('?' * len(only))})")
             params.extend(only)
-        exclude = list(exclude)
-        if exclude:
-            where.append(f"track_sid NOT IN ({','.join('?' * len(exclude))})")
-            params.extend(exclude)
+        for sid, (cover_from, cover_to) in (hide or {}).items():
+            # The rule of common.hidden_by_whisper: replaced when the midpoint is covered.
+            where.append(
+                "NOT (track_sid = ? AND abs_start + abs_end >= ? AND abs_start + abs_end < ?)"
+            )
+            params.extend([sid, _finite(2 * cover_from), _finite(2 * cover_to)])
         if query.time_from is not None:
             row = conn.execute(
                 "SELECT longest FROM spans WHERE room = ? AND source = ?",
@@ -807,7 +864,7 @@ class SQLiteTranscriptStore(StoreLookups):
             row = conn.execute(
                 "SELECT track_sid FROM tracks "
                 "WHERE (status = ? OR (status = ? AND lease_until < ?)) "
-                "AND json_extract(doc, '$.job.attempts') < ? ORDER BY started_at LIMIT 1",
+                "AND json_extract(doc, '$.job.attempts') < ? ORDER BY published_at LIMIT 1",
                 (
                     TrackStatus.RECORDED.value,
                     TrackStatus.TRANSCRIBING.value,

@@ -59,6 +59,9 @@ class FakeAsyncCollection:
     async def update_one(self, *args: Any, **kwargs: Any) -> Any:
         return self._c.update_one(*args, **kwargs)
 
+    async def replace_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self._c.replace_one(*args, **kwargs)
+
     async def update_many(self, *args: Any, **kwargs: Any) -> Any:
         return self._c.update_many(*args, **kwargs)
 

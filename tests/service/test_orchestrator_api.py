@@ -51,7 +51,7 @@ async def seed(store: SQLiteTranscriptStore) -> None:
                 room="standup",
                 participant_identity=who,
                 participant_name=name,
-                started_at=T0 + timedelta(seconds=offset),
+                published_at=T0 + timedelta(seconds=offset),
             )
         )
         await store.append_realtime_segments(
@@ -69,7 +69,7 @@ async def seed(store: SQLiteTranscriptStore) -> None:
         )
         await store.add_live_stats(sid, received_s=61.0, dropped_s=0.2)
     await store.upsert_track(
-        TrackCreate(track_sid="TR_r", room="retro", participant_identity="carol", started_at=T0)
+        TrackCreate(track_sid="TR_r", room="retro", participant_identity="carol", published_at=T0)
     )
 
 

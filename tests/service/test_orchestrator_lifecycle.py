@@ -285,7 +285,7 @@ async def test_failed_summary_keeps_the_room_retryable(world: World) -> None:
             track_sid="TR_a",
             room="standup",
             participant_identity="alice",
-            started_at=datetime.datetime.now(datetime.UTC),
+            published_at=datetime.datetime.now(datetime.UTC),
         )
     )
     await world.store.append_realtime_segments(

@@ -41,7 +41,7 @@ def track(
         room=room,
         participant_identity=who,
         participant_name=who.title(),
-        started_at=T0 + timedelta(seconds=offset_s),
+        published_at=T0 + timedelta(seconds=offset_s),
     )
 
 
@@ -203,7 +203,7 @@ async def test_track_lifecycle_and_stats(store: TranscriptStore) -> None:
     assert got.egress.id == "EG_1" and got.egress.status is EgressStatus.ACTIVE
     assert got.live.audio_received_s == pytest.approx(3.5)
     assert got.live.audio_dropped_s == pytest.approx(0.25)
-    assert got.started_at == T0
+    assert got.published_at == T0
 
 
 # Segments ------------------------------------------------------------------------------------
@@ -377,7 +377,9 @@ async def test_whisper_replaces_and_best_prefers_it(make_store: Callable[..., An
     whisper = await all_pages(store, room="standup", source=TranscriptSource.WHISPER)
     assert [i for _, i in whisper] == ["wa000000", "wa000001"]
     assert [c.count for c in await store.list_chunks("TR_a", SegmentSource.WHISPER)] == [2]
-    assert (await store.get_track("TR_a")).whisper == stats
+    # With no egress times known, the recording is taken to start at the publish time.
+    covered = {"covered_from": T0.timestamp(), "covered_to": T0.timestamp() + 5.0}
+    assert (await store.get_track("TR_a")).whisper == stats.model_copy(update=covered)
 
     # Until TR_a is transcribed, best is the live transcript everywhere.
     best = await all_pages(store, room="standup", source=TranscriptSource.BEST, limit=2)
@@ -407,7 +409,8 @@ async def test_best_keeps_live_words_when_whisper_heard_nothing(
     claimed = WhisperStats(model="tiny", audio_s=4.0, real_time_factor=0.1, segments=5)
     await store.replace_whisper_segments("TR_a", [], stats=claimed)
     await store.set_track_status("TR_a", TrackStatus.TRANSCRIBED)
-    assert (await store.get_track("TR_a")).whisper == claimed.model_copy(update={"segments": 0})
+    stored = (await store.get_track("TR_a")).whisper
+    assert stored is not None and stored.segments == 0
     best = await all_pages(store, room="standup", source=TranscriptSource.BEST, limit=3)
     assert [i for _, i in best] == [f"ra{i:06d}" for i in range(4)]
     # A rerun that hears speech switches the track to Whisper; duplicates count once.

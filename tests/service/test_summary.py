@@ -100,7 +100,7 @@ def tracks() -> list[Track]:
             room="standup",
             participant_identity=who,
             participant_name=name,
-            started_at=T0,
+            published_at=T0,
         )
         for sid, who, name in SPEAKERS
     ]
@@ -170,7 +170,7 @@ async def test_timeline_is_sorted_attributed_and_relative() -> None:
                 room="standup",
                 participant_identity="alex2",
                 participant_name="Alice",
-                started_at=T0 - timedelta(seconds=60),
+                published_at=T0 - timedelta(seconds=60),
             ),
         ],
     )
@@ -513,7 +513,7 @@ async def test_summarize_room_reads_the_best_transcript_of_every_track(
                     room="standup",
                     participant_identity=who,
                     participant_name=name,
-                    started_at=T0 + timedelta(seconds=offset),
+                    published_at=T0 + timedelta(seconds=offset),
                 )
             )
             await store.append_realtime_segments(

@@ -31,10 +31,10 @@ def test_naive_datetimes_from_a_store_become_utc() -> None:
             "track_sid": "TR_a",
             "room": "r",
             "participant_identity": "alice",
-            "started_at": datetime(2026, 1, 1, 12, 0),
+            "published_at": datetime(2026, 1, 1, 12, 0),
         }
     )
-    assert track.started_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert track.published_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert track.status is TrackStatus.RECORDING
     assert Room(name="r").created_at.tzinfo is not None
 
