@@ -13,7 +13,11 @@ class AgentSettings(CoreSettings):
     orchestrator_url: str = "http://localhost:8000"
     stt_url: str = "http://localhost:8001"
     tts_url: str = "http://localhost:8002"
-    agent_language: str = Field(default="en", description="Language of every transcribed track.")
+    agent_language: str = Field(
+        default="en",
+        description="Language of tracks whose participant (or room) names none "
+        "with the roomscribe.language attribute.",
+    )
     agent_max_streams: int = Field(
         default=30, ge=1, description="Tracks one agent worker transcribes at most (its load)."
     )

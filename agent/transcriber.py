@@ -13,7 +13,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
@@ -58,6 +58,9 @@ class TrackTranscriber:
         track_sid: The track's sid.
         language: The language to recognize.
         conn_options: Reconnect budget (default: about a minute of backoff).
+        clock: Epoch seconds now; read once, when the stream starts, as the wall time of
+            its sample 0 (the live transcript's time origin). A simulated meeting passes
+            the clock its LiveKit stand-in runs on.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class TrackTranscriber:
         track_sid: str,
         language: str = "en",
         conn_options: APIConnectOptions = TRACK_CONNECT_OPTIONS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._stt = stt
         self._captions = captions
@@ -78,6 +82,7 @@ class TrackTranscriber:
         self.track_sid = track_sid
         self._language = language
         self._conn_options = conn_options
+        self._clock = clock
         # (track sample count after a push, wall time of the push): the caption latency clock.
         self._pushed_samples: list[int] = []
         self._pushed_at: list[float] = []
@@ -90,7 +95,7 @@ class TrackTranscriber:
             conn_options=self._conn_options,
             participant=self.participant,
             track_sid=self.track_sid,
-            track_started_at=time.time(),
+            track_started_at=self._clock(),
             room=self.room,
         )
         self.result.stream = stream.stats

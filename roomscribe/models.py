@@ -129,7 +129,10 @@ class Segment(SegmentIn):
     abs_end: float
     track_sid: str
     participant_identity: str
-    source: SegmentSource
+    source: SegmentSource = Field(
+        description="Which recognizer this segment is from: 'realtime' (the live captions) "
+        "or 'whisper' (the recording's pass); a 'best' transcript mixes both per track."
+    )
 
 
 class Chunk(BaseModel):
