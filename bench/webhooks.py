@@ -39,17 +39,15 @@ from starlette.routing import Route
 
 from bench.report import emit, percentile
 from devkit.livekit_emulator import LiveKitEmulator
+from devkit.stack import StackSecrets, local_stack
 from devkit.webhooks import WEBHOOK_CONTENT_TYPE, sign_webhook, webhook_body
-from orchestrator_service.app import create_app
-from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.auth import issue_internal_token
-from roomscribe.objectstore import LocalObjectStore
 from roomscribe.serving import running
-from roomscribe.store import SQLiteTranscriptStore
 
 KEY = "benchkey"
 SECRET = "bench-livekit-secret-0123456789abcdefgh"
 INTERNAL = "bench-internal-secret-0123456789abcdef"
+SECRETS = StackSecrets(livekit_key=KEY, livekit_secret=SECRET, internal=INTERNAL)
 ROOMS = 20
 
 
@@ -139,26 +137,13 @@ async def _burst(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="roomscribe-webhooks-"))
     try:
-        store = SQLiteTranscriptStore(workdir / "bench.db")
-        objects = LocalObjectStore(workdir / "objects")
-        await objects.init()
         # Webhooks are recorded, not delivered: the benchmark sends them itself.
-        lk = LiveKitEmulator(KEY, SECRET, objects, webhook_url=None)
-        for r in range(ROOMS):
-            await lk.create_room(f"room-{r:02d}")
-        async with running(lk.app) as lk_url:
-            settings = OrchestratorSettings(
-                secret=INTERNAL,
-                livekit_url=lk_url,
-                livekit_api_key=KEY,
-                livekit_api_secret=SECRET,
-                sqlite_path=workdir / "bench.db",
-                reconcile_interval_s=3600,
-            )
-            app = create_app(settings, store=store)
+        async with local_stack(workdir, secrets=SECRETS, deliver_webhooks=False) as stack:
+            lk, store, url = stack.lk, stack.store, stack.orchestrator_url
+            for r in range(ROOMS):
+                await lk.create_room(f"room-{r:02d}")
             limits = httpx.Limits(max_connections=args.concurrency)
             async with (
-                running(app) as url,
                 running(bare_verifier_app()) as ref_url,
                 httpx.AsyncClient(timeout=60, limits=limits) as client,
             ):
@@ -169,7 +154,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         headers={"Authorization": f"Bearer {token}"},
                     )
                     res.raise_for_status()
-                lifecycle = app.state.orchestrator.lifecycle
+                lifecycle = stack.lifecycle
                 seq_events = await script_tracks(lk, args.sequential // 2, 0)
                 print(f"sequential: {len(seq_events)} webhooks...", file=sys.stderr)
                 await sequential(client, f"{url}/v1/webhooks/livekit", seq_events[:20])  # warm
@@ -193,8 +178,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 tracks = [t for r in range(ROOMS) for t in await store.list_tracks(f"room-{r:02d}")]
                 burst_sids = {e.track.sid for e in burst_events if e.event == "track_published"}
                 with_egress = sum(1 for t in tracks if t.track_sid in burst_sids and t.egress.id)
-        await lk.aclose()
-        await store.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {

@@ -124,40 +124,25 @@ async def end_to_end(
 ) -> dict[str, float]:
     import httpx
 
-    from devkit.livekit_emulator import LiveKitEmulator
-    from orchestrator_service.app import create_app
-    from orchestrator_service.settings import OrchestratorSettings
-    from roomscribe.auth import issue_internal_token
+    from devkit.livekit_emulator import ManualClock
+    from devkit.stack import StackSecrets, local_stack
     from roomscribe.models import RoomStatus
-    from roomscribe.objectstore import LocalObjectStore
-    from roomscribe.serving import running
-    from roomscribe.store import SQLiteTranscriptStore
     from stt_service.whisper import WhisperTranscriber
     from stt_service.worker import WhisperWorker, orchestrator_notifier
 
-    key, secret, internal = (
-        "benchkey",
-        "bench-livekit-secret-0123456789abcdefg",
-        "bench-internal-secret-0123456789abcdef",
+    secrets = StackSecrets(
+        livekit_key="benchkey",
+        livekit_secret="bench-livekit-secret-0123456789abcdefg",
+        internal="bench-internal-secret-0123456789abcdef",
     )
-    store = SQLiteTranscriptStore(workdir / "e2e.db")
-    await store.init()
-    objects = LocalObjectStore(workdir / "objects-e2e")
-    await objects.init()
-    lk = LiveKitEmulator(key, secret, objects)
-    async with running(lk.app) as lk_url:
-        settings = OrchestratorSettings(
-            secret=internal,
-            livekit_url=lk_url,
-            livekit_api_key=key,
-            livekit_api_secret=secret,
-            sqlite_path=workdir / "e2e.db",
-            reconcile_interval_s=3600,
-        )
-        app = create_app(settings, store=store)
-        async with running(app) as url, httpx.AsyncClient(base_url=url) as http:
-            lk.webhooks.url = f"{url}/v1/webhooks/livekit"
-            token = issue_internal_token(internal, audience="orchestrator", subject="bench")
+    internal = secrets.internal
+    # LiveKit's clock is stepped by hand: the meeting "plays" in an instant, and each
+    # egress records the whole of its track.
+    clock = ManualClock()
+    async with local_stack(workdir / "e2e", secrets=secrets, clock=clock) as stack:
+        lk, store, objects, url = stack.lk, stack.store, stack.objects, stack.orchestrator_url
+        async with httpx.AsyncClient(base_url=url) as http:
+            token = stack.internal_token(subject="bench")
             await lk.create_room("meeting")
             (
                 await http.post(
@@ -170,7 +155,8 @@ async def end_to_end(
                 await lk.join("meeting", f"p{i}")
                 sids.append(await lk.publish_audio("meeting", f"p{i}", pcm))
             await lk.wait_idle()
-            await app.state.orchestrator.lifecycle.idle()
+            await stack.lifecycle.idle()
+            clock.advance(max(len(pcm) for pcm in tracks) / 16000)
             for sid in sids:
                 await lk.unpublish("meeting", sid)
             await lk.end_room("meeting")
@@ -187,12 +173,10 @@ async def end_to_end(
                 poll_s=0.1,
             )
             await worker.run_until_idle()
-            await app.state.orchestrator.lifecycle.idle()  # completion and its summary
+            await stack.lifecycle.idle()  # completion and its summary
             done = time.perf_counter()
             if (await store.get_room("meeting")).status is not RoomStatus.COMPLETED:
                 raise RuntimeError("the room did not complete")
-        await lk.aclose()
-    await store.close()
     return {
         "e2e_egress_to_completed_s": round(done - began, 2),
         "e2e_model_load_s": round(loaded - began, 2),

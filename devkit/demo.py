@@ -39,7 +39,6 @@ from agent.captions import Caption
 from agent.orchestrator import OrchestratorClient
 from agent.stt_plugin import RoomscribeSTT
 from agent.transcriber import TrackTranscriber
-from devkit.livekit_emulator import LiveKitEmulator
 from devkit.local_tracks import track_frames
 from devkit.model_fetch import (
     DEFAULT_WHISPER_SIZE,
@@ -54,11 +53,11 @@ from roomscribe.audio import decode_channels, decode_file
 from roomscribe.auth import issue_internal_token
 from roomscribe.errors import AudioDecodeError
 from roomscribe.models import RoomStatus, Summary, TrackStatus
-from roomscribe.objectstore import LocalObjectStore
-from roomscribe.serving import running
 from roomscribe.store import SQLiteTranscriptStore
 
 if TYPE_CHECKING:
+    from devkit.livekit_emulator import Clock, LiveKitEmulator
+    from devkit.stack import LocalStack
     from stt_service.whisper import WhisperTranscriber
 
 ROOM = "demo-standup"
@@ -494,67 +493,50 @@ def whisper_transcriber(models: PreparedModels) -> WhisperTranscriber:
     return WhisperTranscriber(str(models.whisper), cpu_threads=2, decode_options=decode)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Services:
+    """What the meeting runs on: the local stack (:mod:`devkit.stack`), STT included.
+
+    ``clock`` is LiveKit's (the emulator's) clock, scaled by ``--speed``: times stamped with
+    it agree with the tracks' and recordings' times.
+    """
+
     lk: LiveKitEmulator
+    clock: Clock
     store: SQLiteTranscriptStore
     orchestrator_url: str
     stt_url: str
+    stack: LocalStack
 
 
 @contextlib.asynccontextmanager
 async def _services(opts: DemoOptions, models: PreparedModels) -> AsyncIterator[_Services]:
-    # Imported here: they pull in FastAPI apps and faster-whisper.
-    from orchestrator_service.app import create_app as create_orchestrator
-    from orchestrator_service.settings import OrchestratorSettings
-    from stt_service.app import create_app as create_stt
-    from stt_service.settings import SttSettings
-    from stt_service.worker import WhisperWorker, orchestrator_notifier
+    # Imported here: the stack pulls in the FastAPI apps.
+    from devkit.livekit_emulator import ScaledClock
+    from devkit.stack import StackSecrets, local_stack
 
-    db = opts.work_dir / "roomscribe.db"
-    store = SQLiteTranscriptStore(db)
-    await store.init()
-    objects = LocalObjectStore(opts.work_dir / "objects")
-    await objects.init()
-    lk = LiveKitEmulator(
-        api_key=_LIVEKIT_KEY, api_secret=_SECRETS["livekit"], object_store=objects, webhook_url=None
-    )
-    common: dict[str, Any] = {"secret": _SECRETS["internal"], "sqlite_path": db}
-    stt = create_stt(SttSettings(stt_models=f"en:{models.vosk}", **common), store=store)
     transcriber = await asyncio.to_thread(whisper_transcriber, models)
-    async with running(lk.app) as lk_url:
-        orchestrator = create_orchestrator(
-            OrchestratorSettings(
-                api_jwt_secret=_SECRETS["api"],
-                livekit_url=lk_url,
-                livekit_api_key=_LIVEKIT_KEY,
-                livekit_api_secret=_SECRETS["livekit"],
-                reconcile_interval_s=5,
-                **common,
-            ),
-            store=store,
+    secrets = StackSecrets(
+        livekit_key=_LIVEKIT_KEY,
+        livekit_secret=_SECRETS["livekit"],
+        internal=_SECRETS["internal"],
+        api=_SECRETS["api"],
+    )
+    async with local_stack(
+        opts.work_dir,
+        port=opts.port,
+        secrets=secrets,
+        # LiveKit's time runs at the playback speed: the tracks play, and egress records
+        # them, on the clock the meeting is played by.
+        clock=ScaledClock(opts.speed),
+        orchestrator_settings={"reconcile_interval_s": 5},
+        stt_models=f"en:{models.vosk}",
+        whisper=transcriber,
+    ) as stack:
+        assert stack.stt_url is not None  # started: stt_models was given
+        yield _Services(
+            stack.lk, stack.clock, stack.store, stack.orchestrator_url, stack.stt_url, stack
         )
-        async with (
-            running(orchestrator, port=opts.port) as orch_url,
-            running(stt) as stt_url,
-        ):
-            lk.webhooks.url = f"{orch_url}/v1/webhooks/livekit"
-            worker = WhisperWorker(
-                store,
-                objects,
-                transcriber.transcribe,
-                model_name=transcriber.model_name,
-                notify=orchestrator_notifier(orch_url, _SECRETS["internal"]),
-                poll_s=0.25,
-            )
-            worker_task = asyncio.create_task(worker.run())
-            try:
-                yield _Services(lk, store, orch_url, stt_url)
-            finally:
-                worker.stop()
-                await worker_task
-                await lk.aclose()
-    await store.close()
 
 
 async def _meeting(
@@ -584,8 +566,17 @@ async def _meeting(
         f"at {opts.speed:g}x; live captions:\n"
     )
     sink = TerminalCaptions(out)
+    clock = services.clock
+
+    def now_s() -> float:
+        # The stream's sample 0 on the emulator's clock, which --speed scales like the audio:
+        # live times then agree with the recordings' times, which that clock stamps.
+        return clock() / 1e9
+
     transcribers = {
-        who: TrackTranscriber(stt, sink, room=ROOM, participant=who, track_sid=sids[who])
+        who: TrackTranscriber(
+            stt, sink, room=ROOM, participant=who, track_sid=sids[who], clock=now_s
+        )
         for who in tracks
     }
 

@@ -104,6 +104,13 @@ class _DropRule:
 class _Outgoing:
     event: WebhookEvent
     copies: int
+    concurrent: bool = False
+
+
+def _lost(delivery: WebhookDelivery) -> bool:
+    # LiveKit counts an event it gave up on (and those it carried) as dropped; one answered
+    # with a 4xx was refused, not lost.
+    return not delivery.ok and _retryable(delivery.status)
 
 
 def _retryable(status: int | None) -> bool:
@@ -160,6 +167,7 @@ class WebhookSender:
         self._client: httpx.AsyncClient | None = None
         self._drop_rules: list[_DropRule] = []
         self._duplicate = False
+        self._concurrent = False
         self._held: list[WebhookEvent] | None = None
         # Events lost since the last one sent; LiveKit reports it in the next event.
         self._num_dropped = 0
@@ -185,9 +193,17 @@ class WebhookSender:
         if n:
             self._drop_rules.append(_DropRule(n, event))
 
-    def duplicate(self, on: bool) -> None:
-        """Send every event from now on twice (the same body, as a retried request would)."""
+    def duplicate(self, on: bool, *, concurrent: bool = False) -> None:
+        """Send every event from now on twice (the same body, as a retried request would).
+
+        Args:
+            on: Whether to send two copies of each event.
+            concurrent: POST both copies at the same time instead of one after the other,
+                as when two LiveKit nodes, or a retry and a slow first attempt, race: the
+                receiver handles the second while the first is still in its handler.
+        """
         self._duplicate = on
+        self._concurrent = concurrent
 
     def hold(self) -> None:
         """Keep events back (after the drop rules) until :meth:`release`."""
@@ -229,7 +245,8 @@ class WebhookSender:
     def _enqueue(self, event: WebhookEvent) -> None:
         if self.url is None:
             return
-        self._queue.put_nowait(_Outgoing(event, 2 if self._duplicate else 1))
+        copies = 2 if self._duplicate else 1
+        self._queue.put_nowait(_Outgoing(event, copies, self._duplicate and self._concurrent))
         if self._worker is None:
             self._client = httpx.AsyncClient(timeout=self._timeout)
             self._worker = asyncio.get_running_loop().create_task(
@@ -251,18 +268,28 @@ class WebhookSender:
         sent.num_dropped, self._num_dropped = self._num_dropped, 0
         body = webhook_body(sent)
         authorization = sign_webhook(body, self._api_key, self._api_secret)
-        for _ in range(outgoing.copies):
-            status, attempts = await self._post(body, authorization)
-            delivery = WebhookDelivery(sent, status, attempts)
-            self.deliveries.append(delivery)
-            if delivery.ok:
-                self.delivered.append(sent)
-                continue
-            self.failed.append(sent)
-            if _retryable(status):
-                # LiveKit counts an event it gave up on (and those it carried) as dropped.
+        if outgoing.concurrent:
+            answers = await asyncio.gather(
+                *(self._post(body, authorization) for _ in range(outgoing.copies))
+            )
+            copies = [self._record(sent, status, attempts) for status, attempts in answers]
+            # Lost only if no copy got through: the receiver has the event once one did.
+            if not any(copy.ok for copy in copies) and any(_lost(copy) for copy in copies):
                 self._num_dropped += sent.num_dropped + 1
             return
+        for _ in range(outgoing.copies):
+            status, attempts = await self._post(body, authorization)
+            delivery = self._record(sent, status, attempts)
+            if not delivery.ok:
+                if _lost(delivery):
+                    self._num_dropped += sent.num_dropped + 1
+                return
+
+    def _record(self, sent: WebhookEvent, status: int | None, attempts: int) -> WebhookDelivery:
+        delivery = WebhookDelivery(sent, status, attempts)
+        self.deliveries.append(delivery)
+        (self.delivered if delivery.ok else self.failed).append(sent)
+        return delivery
 
     async def _post(self, body: str, authorization: str) -> tuple[int | None, int]:
         assert self._client is not None and self.url is not None

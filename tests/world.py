@@ -1,5 +1,5 @@
 """A whole recording world for tests: the devkit LiveKit emulator, the orchestrator on a real
-server, an SQLite store and a local object store, wired together.
+server, an SQLite store and a local object store, wired together (:mod:`devkit.stack`).
 """
 
 from __future__ import annotations
@@ -16,20 +16,19 @@ import httpx
 import jwt
 import numpy as np
 
-from devkit.livekit_emulator import LiveKitEmulator
-from orchestrator_service.app import create_app
+from devkit.livekit_emulator import Clock, LiveKitEmulator, ManualClock
+from devkit.stack import LocalStack, StackSecrets, local_stack
 from orchestrator_service.lifecycle import RoomLifecycle
-from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.auth import issue_internal_token
 from roomscribe.models import TrackStatus
 from roomscribe.objectstore import LocalObjectStore
-from roomscribe.serving import running
 from roomscribe.store import SQLiteTranscriptStore
 
 KEY = "devkey"
 SECRET = "livekit-test-secret-0123456789abcdefgh"
 INTERNAL = "internal-test-secret-0123456789abcdefg"
 API = "api-test-secret-0123456789abcdefghijklmn"
+SECRETS = StackSecrets(livekit_key=KEY, livekit_secret=SECRET, internal=INTERNAL, api=API)
 
 
 def api_token(**claims: Any) -> str:
@@ -49,6 +48,14 @@ class World:
     objects: LocalObjectStore
     lifecycle: RoomLifecycle
     url: str
+    stack: LocalStack
+    #: Meeting time that passes at the end of each :meth:`settle` (on a manual clock).
+    settle_advance_s: float = 0.0
+
+    @property
+    def clock(self) -> Clock:
+        """The emulator's clock (a ``ManualClock`` when the test passed one)."""
+        return self.stack.clock
 
     def internal(self, audience: str = "orchestrator", secret: str = INTERNAL) -> dict[str, str]:
         token = issue_internal_token(secret, audience=audience, subject="agent")
@@ -65,41 +72,58 @@ class World:
         return dict(res.json())
 
     async def settle(self) -> None:
-        """Let webhooks and background LiveKit calls run until nothing moves."""
+        """Let webhooks and background LiveKit calls run until nothing moves.
+
+        Then ``settle_advance_s`` of meeting time passes on a manual clock, so tracks play
+        (and egresses record) between one scripted step and the next, however busy the
+        machine is.
+        """
         for _ in range(3):
             await self.lk.wait_idle()
             await self.lifecycle.idle()
             await asyncio.sleep(0.05)
+        if self.settle_advance_s and isinstance(self.clock, ManualClock):
+            self.clock.advance(self.settle_advance_s)
 
     async def track_status(self, sid: str) -> TrackStatus:
         return (await self.store.get_track(sid)).status
 
 
 @asynccontextmanager
-async def make_world(tmp_path: Path, **settings_overrides: Any) -> AsyncIterator[World]:
+async def make_world(
+    tmp_path: Path,
+    *,
+    clock: Clock | None = None,
+    egress_start_delay_s: float = 0.0,
+    egress_limit_s: float | None = None,
+    settle_advance_s: float = 0.0,
+    **settings_overrides: Any,
+) -> AsyncIterator[World]:
     """Start the emulator and the orchestrator; yield the world; stop everything.
 
+    ``clock``, ``egress_start_delay_s`` and ``egress_limit_s`` go to the emulator (the wall
+    clock by default: an egress records what plays between its start and its stop);
+    ``settle_advance_s`` is what :meth:`World.settle` advances a manual clock by;
     ``settings_overrides`` go to the orchestrator's settings (e.g. a Gemini stand-in).
     """
-    store = SQLiteTranscriptStore(tmp_path / "orch.db")
-    await store.init()
-    objects = LocalObjectStore(tmp_path / "objects")
-    await objects.init()
-    lk = LiveKitEmulator(api_key=KEY, api_secret=SECRET, object_store=objects, webhook_url=None)
-    async with running(lk.app) as lk_url:
-        settings = OrchestratorSettings(
-            secret=INTERNAL,
-            api_jwt_secret=API,
-            livekit_url=lk_url,
-            livekit_api_key=KEY,
-            livekit_api_secret=SECRET,
-            sqlite_path=tmp_path / "orch.db",
-            reconcile_interval_s=3600,
-            **settings_overrides,
+    async with (
+        local_stack(
+            tmp_path,
+            secrets=SECRETS,
+            clock=clock,
+            egress_start_delay_s=egress_start_delay_s,
+            egress_limit_s=egress_limit_s,
+            orchestrator_settings=settings_overrides,
+        ) as stack,
+        httpx.AsyncClient(base_url=stack.orchestrator_url, timeout=10) as http,
+    ):
+        yield World(
+            http,
+            stack.lk,
+            stack.store,
+            stack.objects,
+            stack.lifecycle,
+            stack.orchestrator_url,
+            stack,
+            settle_advance_s,
         )
-        app = create_app(settings, store=store)
-        async with running(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
-            lk.webhooks.url = f"{url}/v1/webhooks/livekit"
-            yield World(http, lk, store, objects, app.state.orchestrator.lifecycle, url)
-            await lk.aclose()
-    await store.close()

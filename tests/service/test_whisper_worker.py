@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from devkit.livekit_emulator import ManualClock
 from roomscribe.audio import decode_file
 from roomscribe.models import RoomStatus, SegmentIn, TrackStatus, TranscriptQuery, TranscriptSource
 from stt_service.whisper import Transcript
@@ -60,6 +62,13 @@ def worker_for(world: World, transcriber: DecodingTranscriber, **kwargs: float) 
     )
 
 
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """A world on a manual clock: a meeting's tracks play for as long as the test says."""
+    async with make_world(tmp_path, clock=ManualClock()) as running_world:
+        yield running_world
+
+
 async def record_meeting(world: World, seconds: dict[str, float]) -> dict[str, str]:
     lk = world.lk
     await lk.create_room("standup")
@@ -69,6 +78,9 @@ async def record_meeting(world: World, seconds: dict[str, float]) -> dict[str, s
         await lk.join("standup", who)
         sids[who] = await lk.publish_audio("standup", who, tone(length))
     await world.settle()
+    # The egress records what plays until it stops: let every track play to its end.
+    assert isinstance(world.clock, ManualClock)
+    world.clock.advance(max(seconds.values()))
     for sid in sids.values():
         await lk.unpublish("standup", sid)
     await world.settle()
@@ -214,7 +226,9 @@ async def test_whole_recording_path_with_a_gemini_summary(tmp_path: Path) -> Non
     fake.enqueue(Reply(answer))
     async with (
         fake.serve() as gemini_url,
-        make_world(tmp_path, gemini_api_key=fake.api_key, gemini_base_url=gemini_url) as world,
+        make_world(
+            tmp_path, clock=ManualClock(), gemini_api_key=fake.api_key, gemini_base_url=gemini_url
+        ) as world,
     ):
         sids = await record_meeting(world, {"alice": 2.0, "bob": 1.0})
         worker = worker_for(world, DecodingTranscriber())
