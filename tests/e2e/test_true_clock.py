@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ class Scenario:
     #: When the first utterance is said; the others follow every ``spacing`` seconds.
     speech_from: float = 2.0
     spacing: float = 1.6
+    #: The language each participant's track is transcribed in live (default ``en``).
+    languages: dict[str, str] = field(default_factory=dict)
 
     def speaker(self, k: int) -> str:
         return ("alice", "bob")[k % 2]
@@ -160,6 +162,7 @@ class Meeting:
     scenario: Scenario
     sids: dict[str, str]
     finals: Finals
+    recordings: VoskFileTranscriber
 
 
 @asynccontextmanager
@@ -183,11 +186,9 @@ async def meeting(
         )
         async with running(stt_app) as stt_url:
             sids, finals = await _play(world, clock, scenario, stt_url)
+        recordings = VoskFileTranscriber(vosk_models)
         worker = WhisperWorker(
-            world.store,
-            world.objects,
-            VoskFileTranscriber(vosk_models).transcribe,
-            model_name="vosk-batch",
+            world.store, world.objects, recordings.transcribe, model_name="vosk-batch"
         )
         await world.finalize(ROOM)
         await worker.run_until_idle()
@@ -196,7 +197,7 @@ async def meeting(
             assert await world.track_status(sid) is TrackStatus.TRANSCRIBED
         await world.settle()
         assert (await world.store.get_room(ROOM)).status is RoomStatus.COMPLETED
-        yield Meeting(world, scenario, sids, finals)
+        yield Meeting(world, scenario, sids, finals, recordings)
 
 
 async def _play(
@@ -235,6 +236,7 @@ async def _play(
             room=ROOM,
             participant=who,
             track_sid=sids[who],
+            language=scenario.languages.get(who, "en"),
             clock=fixed(heard_from),
         )
         transcribers.append(transcriber.run(track_frames(pcm[who][skip:], speed=40.0)))
@@ -368,3 +370,19 @@ async def test_live_words_after_an_egress_limit_stay_in_best_and_the_summary(
         summarizer: Summarizer = recorder
         await summarize_room(m.world.store, ROOM, summarizer)
         assert [e.text for e in recorder.timeline] == said
+
+
+async def test_the_live_language_reaches_the_track_and_the_whisper_pass(
+    tmp_path: Path, vosk_model_dir: Path
+) -> None:
+    # The synthetic model serves as "de" too: what matters is which language is asked for.
+    models = VoskModels.load({"en": vosk_model_dir, "de": vosk_model_dir})
+    scenario = Scenario(publish={"alice": 0.0, "bob": 0.31}, languages={"bob": "de"})
+    async with meeting(tmp_path, models, scenario) as m:
+        bob = await m.world.store.get_track(m.sids["bob"])
+        alice = await m.world.store.get_track(m.sids["alice"])
+        # The orchestrator created both tracks from webhooks, knowing no language; the
+        # streams' start messages filled it in.
+        assert (bob.language, alice.language) == ("de", "en")
+        assert m.recordings.languages == {m.sids["bob"]: "de", m.sids["alice"]: "en"}
+        assert bob.whisper is not None and bob.whisper.language == "de"
