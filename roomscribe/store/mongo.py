@@ -10,10 +10,19 @@ on many machines cannot both win.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+import functools
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -63,9 +72,32 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
 Document = dict[str, Any]
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
 
 #: Chunks whose segments are unpacked per aggregation round trip of a transcript query.
 _CHUNK_BATCH = 16
+
+
+def _translated(
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Raise the driver's errors as :class:`StoreError` (the core's tree, DESIGN.md 8).
+
+    Every caller (the STT service's writer, REST handlers, summaries, workers) catches
+    ``StoreError`` to retry or answer 503; a bare ``AutoReconnect`` or ``NetworkTimeout``
+    would escape them and kill the task or the request.
+    """
+
+    @functools.wraps(method)
+    async def call(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(store, *args, **kwargs)
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB {method.__name__} failed: {exc}") from exc
+
+    return call
 
 
 def _plain(value: Any) -> Any:
@@ -186,6 +218,7 @@ class MongoTranscriptStore(StoreLookups):
                 {"_id": doc["_id"], "started_at": doc["started_at"]}, upgrade_track_doc(doc)
             )
 
+    @_translated
     async def close(self) -> None:
         """Close the client when this store created it."""
         if self._close is not None:
@@ -199,6 +232,7 @@ class MongoTranscriptStore(StoreLookups):
             raise StoreError(f"MongoDB is unreachable: {exc}") from exc
 
     # Rooms ---------------------------------------------------------------------------------
+    @_translated
     async def register_room(self, name: str, *, sid: str | None = None) -> Room:
         """Insert the room if new; otherwise only record a new sid."""
         room = Room(name=name, sid=sid)
@@ -214,11 +248,13 @@ class MongoTranscriptStore(StoreLookups):
             )
         return await self.get_room(name)
 
+    @_translated
     async def find_room(self, name: str) -> Room | None:
         """Return the room, or ``None``."""
         doc = await self._rooms.find_one({"_id": name})
         return None if doc is None else Room.model_validate(doc)
 
+    @_translated
     async def list_rooms(
         self,
         *,
@@ -268,6 +304,7 @@ class MongoTranscriptStore(StoreLookups):
             raise NotFoundError(f"room {name!r} is not registered")
         return False
 
+    @_translated
     async def transition_room(
         self,
         name: str,
@@ -283,16 +320,19 @@ class MongoTranscriptStore(StoreLookups):
             {"$set": {"status": to.value, "status_reason": reason}},
         )
 
+    @_translated
     async def add_participant(self, room: str, identity: str) -> None:
         """Add the participant once (``$addToSet``)."""
         await self._update_room(room, {}, {"$addToSet": {"participants": identity}})
 
+    @_translated
     async def set_summary(self, room: str, summary: Summary | None) -> None:
         """Store or clear the summary."""
         value = None if summary is None else _plain(summary.model_dump())
         await self._update_room(room, {}, {"$set": {"summary": value}})
 
     # Tracks --------------------------------------------------------------------------------
+    @_translated
     async def upsert_track(self, track: TrackCreate) -> Track:
         """Insert the track if new, else fill in what it does not know yet; return it."""
         stored = Track(**track.model_dump())
@@ -311,11 +351,13 @@ class MongoTranscriptStore(StoreLookups):
             self._track_meta.pop(track.track_sid, None)
         return await self.get_track(track.track_sid)
 
+    @_translated
     async def find_track(self, track_sid: str) -> Track | None:
         """Return the track or ``None``."""
         doc = await self._tracks.find_one({"_id": track_sid})
         return None if doc is None else Track.model_validate(doc)
 
+    @_translated
     async def list_tracks(self, room: str) -> list[Track]:
         """Return the room's tracks by start time."""
         docs = (
@@ -334,6 +376,7 @@ class MongoTranscriptStore(StoreLookups):
             raise NotFoundError(f"track {track_sid!r} is unknown")
         return False
 
+    @_translated
     async def set_track_status(
         self,
         track_sid: str,
@@ -348,10 +391,12 @@ class MongoTranscriptStore(StoreLookups):
             track_sid, match, {"$set": {"status": to.value, "status_reason": reason}}
         )
 
+    @_translated
     async def update_egress(self, track_sid: str, egress: EgressInfo) -> None:
         """Replace the egress facts."""
         await self._update_track(track_sid, {}, {"$set": {"egress": _plain(egress.model_dump())}})
 
+    @_translated
     async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
         """Increment the live counters."""
         await self._update_track(
@@ -360,6 +405,7 @@ class MongoTranscriptStore(StoreLookups):
             {"$inc": {"live.audio_received_s": received_s, "live.audio_dropped_s": dropped_s}},
         )
 
+    @_translated
     async def count_pending_tracks(self, room: str) -> int:
         """Count tracks still recording or waiting for / in Whisper."""
         pending = sorted(s.value for s in PENDING_TRACK_STATUSES)
@@ -375,6 +421,7 @@ class MongoTranscriptStore(StoreLookups):
                 self._track_meta[track_sid] = meta
         return meta
 
+    @_translated
     async def append_realtime_segments(self, track_sid: str, segments: Sequence[SegmentIn]) -> int:
         """Push new segments into the open chunk, opening new chunks as they fill."""
         meta = await self._live_meta(track_sid)
@@ -428,6 +475,7 @@ class MongoTranscriptStore(StoreLookups):
         await self._update_track(track_sid, {}, {"$inc": {"live.segments": len(docs)}})
         return len(docs)
 
+    @_translated
     async def replace_whisper_segments(
         self, track_sid: str, segments: Sequence[SegmentIn], *, stats: WhisperStats
     ) -> None:
@@ -453,6 +501,7 @@ class MongoTranscriptStore(StoreLookups):
             await self._chunks.insert_many(chunks)
         await self._update_track(track_sid, {}, {"$set": {"whisper": _plain(stats.model_dump())}})
 
+    @_translated
     async def list_chunks(self, track_sid: str, source: SegmentSource) -> list[Chunk]:
         """Return the chunk metadata in sequence order."""
         docs = (
@@ -464,6 +513,7 @@ class MongoTranscriptStore(StoreLookups):
         )
         return [Chunk.model_validate(d) for d in docs]
 
+    @_translated
     async def query_transcript(self, query: TranscriptQuery) -> TranscriptPage:
         """Return one page sorted by ``(abs_start, id)``; see TranscriptStore."""
         after = transcript_cursor(query)
@@ -598,6 +648,7 @@ class MongoTranscriptStore(StoreLookups):
         return out
 
     # Whisper jobs --------------------------------------------------------------------------
+    @_translated
     async def claim_job(
         self, worker: str, *, lease_s: float, max_attempts: int, now: datetime | None = None
     ) -> Track | None:
@@ -645,6 +696,7 @@ class MongoTranscriptStore(StoreLookups):
     def _held_by(self, worker: str) -> Document:
         return {"status": TrackStatus.TRANSCRIBING.value, "job.worker": worker}
 
+    @_translated
     async def renew_lease(self, track_sid: str, worker: str, *, lease_s: float) -> bool:
         """Extend the lease held by ``worker``."""
         until = utcnow() + timedelta(seconds=lease_s)
@@ -652,6 +704,7 @@ class MongoTranscriptStore(StoreLookups):
             track_sid, self._held_by(worker), {"$set": {"job.lease_until": until}}
         )
 
+    @_translated
     async def complete_job(self, track_sid: str, worker: str) -> bool:
         """Mark the track transcribed if ``worker`` still holds it."""
         return await self._update_track(
@@ -667,6 +720,7 @@ class MongoTranscriptStore(StoreLookups):
             },
         )
 
+    @_translated
     async def fail_job(
         self, track_sid: str, worker: str, error: str, *, max_attempts: int
     ) -> TrackStatus | None:
@@ -694,6 +748,7 @@ class MongoTranscriptStore(StoreLookups):
             return TrackStatus.RECORDED
         return None
 
+    @_translated
     async def release_job(self, track_sid: str, worker: str) -> bool:
         """Hand an unfinished claim back without counting the attempt."""
         return await self._update_track(
