@@ -247,14 +247,16 @@ class RoomLifecycle:
                 published_at=published_at,
             )
         )
-        if track.status is TrackStatus.RECORDING and track.egress.id is None:
+        if track.status is TrackStatus.RECORDING and track.egress.status is None:
             await self._jobs.put(lambda: self._start_egress(track_sid))
 
     async def _start_egress(self, track_sid: str) -> None:
-        track = await self._store.get_track(track_sid)
-        # Re-checked here, not only when queued: a duplicate event may have queued it twice.
-        if track.status is not TrackStatus.RECORDING or track.egress.id is not None:
+        # Claimed atomically, not checked: duplicate webhooks delivered at once, the sweep
+        # and the reconciler may all queue this, and a check before the awaited LiveKit
+        # call lets each of them start an egress of its own.
+        if not await self._store.claim_egress_start(track_sid):
             return
+        track = await self._store.get_track(track_sid)
         key = recording_key(track.room, track.participant_identity, track_sid)
         try:
             info = await self._call(
@@ -264,10 +266,17 @@ class RoomLifecycle:
         except PermanentLiveKitError as exc:
             await self._fail_track(track_sid, f"egress could not start: {exc}")
             return
+        # Its webhooks may have been handled during the call: keep what they recorded.
+        current = (await self._store.get_track(track_sid)).egress
+        ours = current.id == info.egress_id
         await self._store.update_egress(
             track_sid,
             EgressInfo(
-                id=info.egress_id, status=EgressStatus.STARTING, object_key=key, updated_at=utcnow()
+                id=info.egress_id,
+                status=current.status if ours and current.status else EgressStatus.STARTING,
+                object_key=key,
+                started_at=current.started_at if ours else recording_span(info)[0],
+                updated_at=utcnow(),
             ),
         )
         if info.status in _ENDED:  # it ended before its start was even recorded

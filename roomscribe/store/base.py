@@ -16,6 +16,7 @@ from typing import Protocol
 from roomscribe.models import (
     Chunk,
     EgressInfo,
+    EgressStatus,
     Room,
     RoomStatus,
     SegmentIn,
@@ -31,6 +32,19 @@ from roomscribe.models import (
 
 #: How many segments a chunk holds when the settings do not say.
 DEFAULT_CHUNK_SIZE = 200
+
+
+def egress_start_claimable(track: Track, now: datetime, stale_after_s: float) -> bool:
+    """The rule of :meth:`TranscriptStore.claim_egress_start` (SQLite applies it in Python)."""
+    egress = track.egress
+    if track.status is not TrackStatus.RECORDING or egress.id is not None:
+        return False
+    if egress.status is None:
+        return True
+    stale = (
+        egress.updated_at is not None and (now - egress.updated_at).total_seconds() > stale_after_s
+    )
+    return egress.status is EgressStatus.STARTING and stale
 
 
 def lease_expired_reason(max_attempts: int) -> str:
@@ -126,6 +140,15 @@ class TranscriptStore(Protocol):
 
     async def update_egress(self, track_sid: str, egress: EgressInfo) -> None:
         """Replace what is known of the track's egress."""
+
+    async def claim_egress_start(self, track_sid: str, *, stale_after_s: float = 60.0) -> bool:
+        """Claim starting the track's egress; ``True`` for exactly one of racing callers.
+
+        Claimable while the track is recording with no egress id and no start claimed, or
+        with a claim older than ``stale_after_s`` (its claimant died before recording the
+        egress). Duplicate ``track_published`` deliveries, the registration sweep and the
+        reconciler all try; only the winner calls LiveKit.
+        """
 
     async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
         """Add audio received and dropped by the live path to the track's counters."""

@@ -33,6 +33,7 @@ from roomscribe.models import (
     PENDING_TRACK_STATUSES,
     Chunk,
     EgressInfo,
+    EgressStatus,
     Room,
     RoomStatus,
     Segment,
@@ -395,6 +396,34 @@ class MongoTranscriptStore(StoreLookups):
     async def update_egress(self, track_sid: str, egress: EgressInfo) -> None:
         """Replace the egress facts."""
         await self._update_track(track_sid, {}, {"$set": {"egress": _plain(egress.model_dump())}})
+
+    @_translated
+    async def claim_egress_start(self, track_sid: str, *, stale_after_s: float = 60.0) -> bool:
+        """Claim starting the egress: one conditional update whose filter is the rule."""
+        now = utcnow()
+        result = await self._tracks.update_one(
+            {
+                "_id": track_sid,
+                "status": TrackStatus.RECORDING.value,
+                "egress.id": None,
+                "$or": [
+                    {"egress.status": None},
+                    {
+                        "egress.status": EgressStatus.STARTING.value,
+                        "egress.updated_at": {"$lt": now - timedelta(seconds=stale_after_s)},
+                    },
+                ],
+            },
+            {
+                "$set": {
+                    "egress": _plain(
+                        EgressInfo(status=EgressStatus.STARTING, updated_at=now).model_dump()
+                    ),
+                    "updated_at": now,
+                }
+            },
+        )
+        return bool(result.modified_count)
 
     @_translated
     async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:

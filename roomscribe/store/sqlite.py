@@ -30,6 +30,7 @@ from roomscribe.models import (
     PENDING_TRACK_STATUSES,
     Chunk,
     EgressInfo,
+    EgressStatus,
     Room,
     RoomStatus,
     Segment,
@@ -50,6 +51,7 @@ from roomscribe.store.base import (
     DEFAULT_CHUNK_SIZE,
     RoomPage,
     attempts_spent_reason,
+    egress_start_claimable,
     lease_expired_reason,
 )
 from roomscribe.store.common import (
@@ -551,6 +553,18 @@ class SQLiteTranscriptStore(StoreLookups):
             return True
 
         await self._write(lambda conn: self._modify_track(conn, track_sid, change))
+
+    async def claim_egress_start(self, track_sid: str, *, stale_after_s: float = 60.0) -> bool:
+        """Claim starting the egress (one conditional update in the write transaction)."""
+        now = utcnow()
+
+        def change(track: Track) -> bool:
+            if not egress_start_claimable(track, now, stale_after_s):
+                return False
+            track.egress = EgressInfo(status=EgressStatus.STARTING, updated_at=now)
+            return True
+
+        return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
 
     async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
         """Add to the live counters in place (no read-modify-write of the document)."""

@@ -152,6 +152,25 @@ async def test_duplicated_webhooks_leave_the_same_state(world: World) -> None:
     assert len(egresses) == 1  # one egress per track, however often the event came
 
 
+async def test_duplicates_delivered_at_once_start_one_egress(world: World) -> None:
+    # LiveKit's notifier retries and runs several deliveries at a time: both copies of
+    # track_published can be in the orchestrator together.
+    lk = world.lk
+    lk.duplicate_webhooks(True, concurrent=True)
+    await lk.create_room("standup")
+    await world.register("standup")
+    sids = []
+    for who in ("alice", "bob", "carol"):
+        await lk.join("standup", who)
+        sids.append(await lk.publish_audio("standup", who, tone()))
+    await world.settle()
+    # The sweep and the reconciler race the webhooks too.
+    await asyncio.gather(world.register("standup"), world.lifecycle.reconcile())
+    await world.settle()
+    egresses = await world.lifecycle._lk.list_egress("standup")
+    assert sorted(e.track.track_id for e in egresses) == sorted(sids)
+
+
 async def test_reordered_and_replayed_events_converge(world: World) -> None:
     lk = world.lk
     await lk.create_room("standup")

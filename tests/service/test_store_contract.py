@@ -499,3 +499,21 @@ async def test_release_does_not_count_the_attempt(store: TranscriptStore) -> Non
 
 async def test_ping(store: TranscriptStore) -> None:
     await store.ping()
+
+
+async def test_one_of_many_racers_claims_the_egress_start(store: TranscriptStore) -> None:
+    await store.upsert_track(track("TR_a"))
+    wins = await asyncio.gather(*(store.claim_egress_start("TR_a") for _ in range(8)))
+    assert sum(wins) == 1
+    claimed = await store.get_track("TR_a")
+    assert claimed.egress.status is EgressStatus.STARTING and claimed.egress.id is None
+    # A claim whose holder died (no egress id after the stale time) can be taken over.
+    assert not await store.claim_egress_start("TR_a", stale_after_s=60)
+    await asyncio.sleep(0.05)
+    assert await store.claim_egress_start("TR_a", stale_after_s=0.01)
+    await store.update_egress("TR_a", EgressInfo(id="EG_1", status=EgressStatus.STARTING))
+    await asyncio.sleep(0.05)
+    assert not await store.claim_egress_start("TR_a", stale_after_s=0.01)
+    await store.upsert_track(track("TR_b"))
+    await store.set_track_status("TR_b", TrackStatus.FAILED)
+    assert not await store.claim_egress_start("TR_b")
