@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from typing import ClassVar, Self
 
-from roomscribe.settings import CoreSettings
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+
+from roomscribe.errors import ConfigurationError
+from roomscribe.settings import DEVELOPMENT_SECRETS, CoreSettings
 
 
 class OrchestratorSettings(CoreSettings):
     """Everything ``python -m orchestrator_service`` reads."""
+
+    # The LiveKit secret verifies webhooks: with the dev default anyone can forge
+    # room_finished and complete a meeting early.
+    checked_secrets: ClassVar[dict[str, str]] = {
+        **CoreSettings.checked_secrets,
+        "livekit_api_secret": "LIVEKIT_API_SECRET",
+    }
 
     host: str = "0.0.0.0"
     port: int = 8000
@@ -41,3 +51,13 @@ class OrchestratorSettings(CoreSettings):
     summary_section_chars: int = Field(default=24_000, ge=1000)
     summary_timeout_s: float | None = Field(default=None, gt=0)
     api_page_max: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _require_livekit_credentials(self) -> Self:
+        """Outside development, LiveKit's key must be set, not the dev mode's ``devkey``."""
+        if self.environment != "development" and self.livekit_api_key in DEVELOPMENT_SECRETS:
+            raise ConfigurationError(
+                f"LIVEKIT_API_KEY is LiveKit's development key; set the key of your LiveKit "
+                f"deployment for the {self.environment!r} environment"
+            )
+        return self

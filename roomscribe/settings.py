@@ -8,7 +8,7 @@ them down, so nothing reads the environment at import time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +17,8 @@ from roomscribe.errors import ConfigurationError
 
 #: The secret a fresh checkout runs with. Accepted only when ``environment`` is ``development``.
 PLACEHOLDER_SECRET = "changethis"
+#: Defaults that ship with the code (and LiveKit's dev mode); refused outside development.
+DEVELOPMENT_SECRETS = frozenset({PLACEHOLDER_SECRET, "secret", "devkey"})
 #: Shortest HMAC secret accepted outside development (RFC 7518 asks for the hash's size).
 MIN_SECRET_BYTES = 32
 
@@ -69,18 +71,25 @@ class CoreSettings(BaseSettings):
     s3_region: str | None = None
     s3_secure: bool = True
 
+    #: Secret fields checked outside development, with the variable that sets each; services
+    #: add their own (the orchestrator its LiveKit API secret).
+    checked_secrets: ClassVar[dict[str, str]] = {
+        "secret": "ROOMSCRIBE_SECRET",
+        "api_jwt_secret": "ROOMSCRIBE_API_JWT_SECRET",
+    }
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Self:
-        """Outside development, a placeholder or empty secret would let anyone mint tokens."""
+        """Outside development, a placeholder or short secret would let anyone mint tokens."""
         if self.environment != "development":
-            for name in ("secret", "api_jwt_secret"):
+            for name, variable in self.checked_secrets.items():
                 value: SecretStr | None = getattr(self, name)
                 if value is None:
                     continue
                 secret = value.get_secret_value()
-                if secret == PLACEHOLDER_SECRET or len(secret.encode()) < MIN_SECRET_BYTES:
+                if secret in DEVELOPMENT_SECRETS or len(secret.encode()) < MIN_SECRET_BYTES:
                     raise ConfigurationError(
-                        f"ROOMSCRIBE_{name.upper()} is the placeholder or shorter than "
+                        f"{variable} is a development default or shorter than "
                         f"{MIN_SECRET_BYTES} bytes; set a real secret for the "
                         f"{self.environment!r} environment"
                     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -72,6 +73,31 @@ def test_placeholder_secret_is_refused_outside_development(
         CoreSettings(environment=environment, secret=SecretStr("short-but-not-placeholder"))
     ok = CoreSettings(environment=environment, secret=SecretStr(STRONG))
     assert ok.environment == environment
+
+
+@pytest.mark.parametrize("environment", ["test", "production"])
+def test_the_orchestrator_refuses_livekit_dev_credentials_outside_development(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environment: str
+) -> None:
+    from orchestrator_service.settings import OrchestratorSettings
+
+    monkeypatch.chdir(tmp_path)
+    strong: dict[str, Any] = {"environment": environment, "secret": SecretStr(STRONG)}
+    # The dev default would let anyone sign a room_finished webhook.
+    with pytest.raises(ConfigurationError, match="LIVEKIT_API_SECRET"):
+        OrchestratorSettings(**strong, livekit_api_key="APIprod")
+    with pytest.raises(ConfigurationError, match="LIVEKIT_API_SECRET"):
+        OrchestratorSettings(
+            **strong, livekit_api_key="APIprod", livekit_api_secret=SecretStr("short")
+        )
+    with pytest.raises(ConfigurationError, match="LIVEKIT_API_KEY"):
+        OrchestratorSettings(**strong, livekit_api_secret=SecretStr(STRONG))
+    ok = OrchestratorSettings(
+        **strong, livekit_api_key="APIprod", livekit_api_secret=SecretStr(STRONG)
+    )
+    assert ok.livekit_api_key == "APIprod"
+    # Development keeps working with LiveKit's dev mode (devkey / secret).
+    assert OrchestratorSettings().livekit_api_key == "devkey"
 
 
 def test_s3_needs_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
