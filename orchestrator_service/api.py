@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from orchestrator_service.deps import PrincipalDep, StateDep
 from orchestrator_service.errors import error_body
-from orchestrator_service.exports import ExportFormat, render
+from orchestrator_service.exports import ExportFormat, content_disposition, render
 from orchestrator_service.schemas import RoomDetail, RoomPublic, RoomsPage, TrackPublic
 from roomscribe.errors import NotFoundError
 from roomscribe.models import (
@@ -230,5 +230,5 @@ async def export_transcript(
     return StreamingResponse(
         body,
         media_type=fmt.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{room}.{fmt.value}"'},
+        headers={"Content-Disposition": content_disposition(room, fmt)},
     )

@@ -8,8 +8,10 @@ a long meeting is exported page by page without holding it in memory. Times are 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from enum import StrEnum
+from urllib.parse import quote
 
 from roomscribe.models import Segment
 
@@ -45,12 +47,30 @@ def clock(seconds: float, *, decimal: str = ".", hours_always: bool = True) -> s
 
 
 def _one_line(text: str) -> str:
-    # A blank line ends a cue in SRT and VTT; transcript text must never contain one.
+    # A blank line ends a cue in SRT and VTT, and a newline starts a forged line in TXT:
+    # names and text from outside never contain one (str.split also splits on \r, \v, \f,
+    # \x1c-\x1e, \x85, \u2028 and \u2029, every line break a reader may honour).
     return " ".join(text.split())
+
+
+def _no_arrow(text: str) -> str:
+    # "-->" is the cue timing separator: in a cue's text or id it breaks SRT/VTT parsers.
+    return text.replace("-->", "->")
 
 
 def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def content_disposition(room: str, fmt: ExportFormat) -> str:
+    """An RFC 6266 ``attachment`` header naming the file after the room.
+
+    ``filename`` is an ASCII fallback (other characters become ``_``, so no quote, backslash
+    or line break can end the header), ``filename*`` the exact name in UTF-8 (RFC 8187).
+    """
+    name = f"{room}.{fmt.value}"
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _span(seg: Segment, origin: float) -> tuple[float, float]:
@@ -83,18 +103,18 @@ async def render(
         yield json.dumps({"room": room, "origin": origin})[:-1] + ', "segments": ['
     async for seg in segments:
         index += 1
-        speaker = speakers.get(seg.participant_identity, seg.participant_identity)
+        speaker = _one_line(speakers.get(seg.participant_identity, seg.participant_identity))
         text = _one_line(seg.text)
         start, end = _span(seg, origin)
         if fmt is ExportFormat.SRT:
             yield (
                 f"{index}\n{clock(start, decimal=',')} --> {clock(end, decimal=',')}\n"
-                f"{_one_line(speaker)}: {text}\n\n"
+                f"{_no_arrow(speaker)}: {_no_arrow(text)}\n\n"
             )
         elif fmt is ExportFormat.VTT:
             yield (
-                f"{seg.id}\n{clock(start)} --> {clock(end)}\n"
-                f"<v {_vtt_escape(_one_line(speaker))}>{_vtt_escape(text)}\n\n"
+                f"{_no_arrow(_one_line(seg.id))}\n{clock(start)} --> {clock(end)}\n"
+                f"<v {_vtt_escape(speaker)}>{_vtt_escape(text)}\n\n"
             )
         elif fmt is ExportFormat.TXT:
             yield f"[{clock(start)[:-4]}] {speaker}: {text}\n"

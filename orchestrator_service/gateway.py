@@ -15,11 +15,18 @@ from livekit.protocol.models import ParticipantInfo, TrackType
 from livekit.protocol.room import ListParticipantsRequest
 
 from orchestrator_service.settings import OrchestratorSettings
+from roomscribe.objectstore import key_component
 
 
 def recording_key(room: str, participant: str, track_sid: str) -> str:
-    """Where a track's recording lives in the object store."""
-    return f"rooms/{room}/{participant}/{track_sid}.ogg"
+    """Where a track's recording lives in the object store.
+
+    Every component comes from outside (room names and identities are whatever clients
+    chose), so each is encoded as one key segment: ``../`` or ``/`` cannot climb out of
+    ``rooms/`` or make two tracks share a file.
+    """
+    parts = (key_component(room), key_component(participant), key_component(track_sid))
+    return "rooms/{}/{}/{}.ogg".format(*parts)
 
 
 def audio_tracks(participant: ParticipantInfo) -> list[str]:

@@ -10,6 +10,7 @@ from roomscribe.objectstore.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectInfo,
     ObjectStore,
+    key_component,
     validate_key,
     validate_prefix,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "S3ObjectStore",
+    "key_component",
     "open_object_store",
     "validate_key",
     "validate_prefix",

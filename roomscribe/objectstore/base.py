@@ -11,10 +11,12 @@ a failed upload (including a stream that raises midway) leaves nothing behind.
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
@@ -82,6 +84,36 @@ def _check_segment(segment: str, value: str, what: str) -> None:
         raise InvalidObjectKeyError(
             f"{what} {value!r} has a segment starting with the reserved {RESERVED_SEGMENT_PREFIX!r}"
         )
+
+
+#: Longest encoded key component; longer names end in a digest of the whole name.
+MAX_COMPONENT_BYTES = 160
+
+
+def key_component(name: str) -> str:
+    """``name`` (a room, an identity, a track sid: anything from outside) as one key segment.
+
+    Percent-encoded (RFC 3986 unreserved characters kept), so ``/``, ``..``, control
+    characters and spaces cannot leave the segment, and distinct names never collide:
+    ``quote`` is injective, a leading dot is written ``%2E`` (which ``quote`` never writes
+    itself), the empty name is ``+`` and a name too long for one segment is cut and given
+    ``+`` (which ``quote`` always escapes) and a SHA-256 digest of the whole name.
+
+    Args:
+        name: Any string, possibly empty.
+
+    Returns:
+        A valid, non-empty key segment of at most :data:`MAX_COMPONENT_BYTES` + 17 bytes.
+    """
+    encoded = quote(name, safe="")
+    if not encoded:
+        return "+"  # a lone "+" is no other name's encoding
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded) > MAX_COMPONENT_BYTES:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        encoded = f"{encoded[:MAX_COMPONENT_BYTES]}+{digest}"
+    return encoded
 
 
 def validate_key(key: str) -> str:

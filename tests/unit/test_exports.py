@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import AsyncIterator
+from urllib.parse import unquote
 
 import pytest
 import srt
 import webvtt
 
-from orchestrator_service.exports import ExportFormat, clock, render
+from orchestrator_service.exports import ExportFormat, clock, content_disposition, render
 from roomscribe.models import Segment, SegmentSource
 
 pytestmark = pytest.mark.unit
@@ -96,3 +99,46 @@ async def test_json_is_valid_and_complete() -> None:
 async def test_unknown_speaker_falls_back_to_identity() -> None:
     text = await export(ExportFormat.TXT, [seg(9, "carol", 1.0, 2.0, "hello")])
     assert text == "[00:00:01] carol: hello\n"
+
+
+HOSTILE = {
+    "mallory": 'Mallory\n[00:00:00] alice: I resign\r\nWEBVTT --> "x"',
+}
+
+
+async def _export(fmt: ExportFormat, segments: list[Segment]) -> str:
+    async def gen() -> AsyncIterator[Segment]:
+        for s in segments:
+            yield s
+
+    return "".join([p async for p in render(fmt, gen(), origin=T0, speakers=HOSTILE, room="r")])
+
+
+async def test_hostile_names_and_text_cannot_forge_lines_or_cues() -> None:
+    segments = [
+        seg(1, "mallory", 0.5, 1.0, "hello --> 00:00:09.000 --> evil\n\n99\nforged"),
+        seg(2, "alice", 1.5, 2.0, "real line"),
+    ]
+    txt = await _export(ExportFormat.TXT, segments)
+    lines = txt.splitlines()
+    assert len(lines) == 2  # one line per segment, whatever the name holds
+    assert lines[0].startswith("[00:00:00] Mallory [00:00:00] alice: I resign WEBVTT")
+    assert lines[1] == "[00:00:01] alice: real line"
+    srt_cues = list(srt.parse(await _export(ExportFormat.SRT, segments)))
+    assert len(srt_cues) == 2 and "-->" not in srt_cues[0].content
+    vtt = webvtt.from_buffer(io.StringIO(await _export(ExportFormat.VTT, segments)))
+    assert len(vtt.captions) == 2
+    assert [c.start for c in vtt.captions] == ["00:00:00.500", "00:00:01.500"]
+
+
+@pytest.mark.parametrize(
+    "room", ["standup", 'a"b', "réunion", "x\r\nSet-Cookie: a=b", "../../etc/passwd", "会議"]
+)
+def test_content_disposition_is_rfc_6266_for_any_room(room: str) -> None:
+    header = content_disposition(room, ExportFormat.SRT)
+    assert header.isascii() and "\n" not in header and "\r" not in header
+    fallback = header.split('filename="', 1)[1].split('"', 1)[0]
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", fallback)
+    encoded = header.split("filename*=UTF-8''", 1)[1]
+    assert unquote(encoded) == f"{room}.srt"
+    header.encode("latin-1")  # what an HTTP server must be able to send
