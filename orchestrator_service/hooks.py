@@ -41,8 +41,8 @@ async def livekit_webhook(
     """
     started = time.perf_counter()
     metrics = state.metrics
-    body = await request.body()
-    if len(body) > _MAX_WEBHOOK_BYTES:
+    body = await read_bounded(request, _MAX_WEBHOOK_BYTES)
+    if body is None:
         metrics.webhooks.labels(event="unknown", outcome="too_large").inc()
         return JSONResponse(error_body("too_large", "webhook body too large"), status_code=413)
     if not authorization:
@@ -63,6 +63,25 @@ async def livekit_webhook(
     metrics.webhook_seconds.observe(time.perf_counter() - started)
     metrics.livekit_queue.set(state.lifecycle.queued)
     return JSONResponse({"status": outcome})
+
+
+async def read_bounded(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes.
+
+    Read as a stream and refused past the limit: ``request.body()`` would first hold the
+    whole body, so one unauthenticated 1 GiB POST would cost gigabytes before any check.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def internal_caller(

@@ -65,22 +65,29 @@ class PermanentLiveKitError(Exception):
     """LiveKit refused a call in a way no retry will change."""
 
 
-def _when(epoch: int, *, nanos: bool = False) -> datetime:
-    if epoch <= 0:
-        return utcnow()
-    return datetime.fromtimestamp(epoch / 1e9 if nanos else epoch, UTC)
+#: Times outside this span (epoch seconds) are taken as unset: a signed webhook may still
+#: carry a zero, a typo or a year-3000 stamp, which datetime cannot even represent.
+_SANE_EPOCH_S = (946_684_800.0, 4_102_444_800.0)  # 2000-01-01 .. 2100-01-01
+
+
+def _epoch(seconds: float) -> datetime | None:
+    low, high = _SANE_EPOCH_S
+    return datetime.fromtimestamp(seconds, UTC) if low <= seconds < high else None
+
+
+def _when(epoch: int) -> datetime:
+    """A webhook's whole-second time, or now where it is unset or absurd."""
+    return _epoch(float(epoch)) or utcnow()
 
 
 def _nanos(epoch_ns: int) -> datetime | None:
-    """A LiveKit nanosecond timestamp, or ``None`` where it is unset (0)."""
-    return datetime.fromtimestamp(epoch_ns / 1e9, UTC) if epoch_ns > 0 else None
+    """A LiveKit nanosecond timestamp, or ``None`` where it is unset (0) or absurd."""
+    return _epoch(epoch_ns / 1e9)
 
 
 def _joined_at(participant: ParticipantInfo) -> datetime:
     # joined_at is whole seconds; joined_at_ms (LiveKit 1.7+) is what a time should use.
-    if participant.joined_at_ms > 0:
-        return datetime.fromtimestamp(participant.joined_at_ms / 1000, UTC)
-    return _when(participant.joined_at)
+    return _epoch(participant.joined_at_ms / 1000) or _when(participant.joined_at)
 
 
 def recording_span(info: LkEgressInfo) -> tuple[datetime | None, datetime | None]:

@@ -445,6 +445,16 @@ def _decode(
         raise InvalidTokenError(f"malformed token: {exc}") from exc
     if not isinstance(payload, dict):  # pragma: no cover - PyJWT always returns a dict
         raise InvalidTokenError("malformed token: payload is not a JSON object")
+    for claim in ("exp", "iat", "nbf"):
+        # RFC 7519 NumericDate is a JSON number; PyJWT also takes "9999999999" (a string)
+        # through int(), which no issuer of ours writes and a forger would.
+        value = payload.get(claim)
+        if claim in payload and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidTokenError(f"token {claim!r} claim must be a number (NumericDate)")
     return payload
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from roomscribe.errors import NotFoundError
+from roomscribe.errors import InvalidCursorError, NotFoundError
 from roomscribe.models import (
     FILLABLE_TRACK_FIELDS,
     Room,
@@ -65,7 +66,32 @@ def transcript_cursor(query: TranscriptQuery) -> list[Any] | None:
     """The ``(abs_start, id)`` a page starts after, or ``None`` for the first page."""
     if query.cursor is None:
         return None
-    return decode_cursor(query.cursor, transcript_filters(query), arity=2)
+    start, segment_id = decode_cursor(query.cursor, transcript_filters(query), arity=2)
+    return [finite_number(start), text(segment_id)]
+
+
+def finite_number(value: Any) -> float:
+    """A cursor's number, or InvalidCursorError.
+
+    A hand-made ``1e999`` or ``10**400`` would otherwise reach the database (SQLite cannot
+    bind such an integer: a 500).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidCursorError("malformed cursor")
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise InvalidCursorError("malformed cursor") from exc
+    if not math.isfinite(number):
+        raise InvalidCursorError("malformed cursor")
+    return number
+
+
+def text(value: Any) -> str:
+    """A cursor's string, or InvalidCursorError."""
+    if not isinstance(value, str):
+        raise InvalidCursorError("malformed cursor")
+    return value
 
 
 def merge_in_order(parts: Sequence[Iterable[Segment]], count: int) -> list[Segment]:

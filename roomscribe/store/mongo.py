@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from roomscribe.errors import NotFoundError, StoreError
+from roomscribe.errors import InvalidCursorError, NotFoundError, StoreError
 from roomscribe.models import (
     PENDING_TRACK_STATUSES,
     Chunk,
@@ -61,6 +61,7 @@ from roomscribe.store.common import (
     first_of_each_id,
     hidden_by_whisper,
     merge_in_order,
+    text,
     transcript_cursor,
     transcript_page,
     unknown_track_fields,
@@ -278,7 +279,11 @@ class MongoTranscriptStore(StoreLookups):
             query["_id"] = {"$in": sorted(names)}
         if cursor is not None:
             created_iso, name = decode_cursor(cursor, filters, arity=2)
-            created = datetime.fromisoformat(created_iso)
+            try:
+                created = datetime.fromisoformat(text(created_iso))
+            except ValueError as exc:
+                raise InvalidCursorError("malformed cursor") from exc
+            name = text(name)
             query["$or"] = [
                 {"created_at": {"$lt": created}},
                 {"created_at": created, "_id": {"$lt": name}},

@@ -57,8 +57,10 @@ from roomscribe.store.base import (
 from roomscribe.store.common import (
     StoreLookups,
     TrackMeta,
+    finite_number,
     first_of_each_id,
     merge_in_order,
+    text,
     transcript_cursor,
     transcript_page,
     unknown_track_fields,
@@ -407,7 +409,7 @@ class SQLiteTranscriptStore(StoreLookups):
         if cursor is not None:
             created, name = decode_cursor(cursor, filters, arity=2)
             where.append("(created_at, name) < (?, ?)")
-            params.extend([created, name])
+            params.extend([finite_number(created), text(name)])
         sql = "SELECT doc, created_at FROM rooms"
         if where:
             sql += " WHERE " + " AND ".join(where)

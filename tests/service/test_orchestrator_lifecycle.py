@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import tracemalloc
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
-from livekit.protocol.models import Room
+from livekit.protocol.models import ParticipantInfo, Room, TrackInfo, TrackType
 from livekit.protocol.webhook import WebhookEvent
 
 from devkit.webhooks import WEBHOOK_CONTENT_TYPE, sign_webhook, webhook_body
@@ -342,3 +345,57 @@ async def test_failed_summary_keeps_the_room_retryable(world: World) -> None:
     assert (
         await world.http.post("/v1/rooms/ghost/summary:regenerate", headers=admin)
     ).status_code == 404
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_huge_webhook_body_is_refused_without_being_held(
+    world: World, declared: bool
+) -> None:
+    gib = 1 << 30
+    piece = b"\0" * (1 << 16)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(gib // len(piece)):
+            yield piece
+
+    headers = {"Authorization": "x.y.z", "Content-Type": "application/webhook+json"}
+    if declared:
+        headers["Content-Length"] = str(gib)
+    tracemalloc.start()
+    try:
+        try:
+            res = await world.http.post("/v1/webhooks/livekit", content=body(), headers=headers)
+        except httpx.TransportError:
+            status = None  # the server answered and closed while the client still sent
+        else:
+            status = res.status_code
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status in (413, None)
+    assert peak < 10 * 1024 * 1024, f"{peak / 2**20:.1f} MiB held for a refused body"
+    # The service is intact afterwards.
+    assert (await world.http.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("created_at", [10**15, -5, 2**62], ids=repr)
+async def test_absurd_webhook_times_are_taken_as_unset(world: World, created_at: int) -> None:
+    await world.register("standup")
+    published = WebhookEvent(
+        event="track_published",
+        id="EV_tp",
+        created_at=created_at,
+        room=Room(name="standup"),
+        participant=ParticipantInfo(identity="alice", joined_at=created_at),
+        track=TrackInfo(sid="TR_far", type=TrackType.AUDIO),
+    )
+    body = webhook_body(published)
+    res = await world.http.post(
+        "/v1/webhooks/livekit",
+        content=body,
+        headers={"Authorization": sign_webhook(body, KEY, SECRET)},
+    )
+    assert res.status_code == 200, res.text
+    track = await world.store.get_track("TR_far")
+    age = datetime.datetime.now(datetime.UTC) - track.published_at
+    assert abs(age.total_seconds()) < 60

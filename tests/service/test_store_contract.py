@@ -517,3 +517,20 @@ async def test_one_of_many_racers_claims_the_egress_start(store: TranscriptStore
     await store.upsert_track(track("TR_b"))
     await store.set_track_status("TR_b", TrackStatus.FAILED)
     assert not await store.claim_egress_start("TR_b")
+
+
+@pytest.mark.parametrize("start", [10**400, 1e999, "12", True, None], ids=repr)
+async def test_hand_made_cursors_with_absurd_keys_are_refused(
+    store: TranscriptStore, start: Any
+) -> None:
+    from roomscribe.store.common import transcript_filters
+    from roomscribe.store.cursor import encode_cursor
+
+    await store.upsert_track(track("TR_a"))
+    query = TranscriptQuery(room="standup", source=TranscriptSource.REALTIME)
+    forged = encode_cursor([start, "s000001"], transcript_filters(query))
+    with pytest.raises(InvalidCursorError):
+        await store.query_transcript(query.model_copy(update={"cursor": forged}))
+    rooms = encode_cursor([start, "standup"], {"status": None, "names": None})
+    with pytest.raises(InvalidCursorError):
+        await store.list_rooms(cursor=rooms)

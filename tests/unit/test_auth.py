@@ -448,3 +448,16 @@ def test_jwks_unreachable_is_an_auth_error(signing_keys: SigningKeys) -> None:
     with pytest.raises(AuthError, match="could not fetch") as info:
         verifier.verify(_rs256(signing_keys, {"sub": "x"}))
     assert not isinstance(info.value, InvalidTokenError)
+
+
+@pytest.mark.parametrize("exp", ["9999999999", "1e12", None, [1], {"n": 1}], ids=repr)
+def test_time_claims_must_be_json_numbers(exp: Any) -> None:
+    # PyJWT alone would take "9999999999" through int(): a token that never expires.
+    payload = {"sub": "mallory", "exp": exp, "roles": ["admin"]}
+    token = _hs256_by_hand({"alg": "HS256", "typ": "JWT"}, payload, API_SECRET.encode())
+    with pytest.raises(InvalidTokenError):
+        ApiTokenVerifier(hs256_secret=API_SECRET).verify(token)
+    internal = {"sub": "svc", "aud": "stt", "exp": exp}
+    token = _hs256_by_hand({"alg": "HS256", "typ": "JWT"}, internal, SECRET.encode())
+    with pytest.raises(InvalidTokenError):
+        verify_internal_token(SECRET, token, audience="stt")
