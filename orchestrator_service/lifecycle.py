@@ -23,12 +23,19 @@ from livekit.protocol.webhook import WebhookEvent
 
 from orchestrator_service.gateway import LiveKitGateway, audio_tracks, recording_key
 from orchestrator_service.metrics import OrchestratorMetrics
-from orchestrator_service.summary import Summarizer, SummaryError, summarize_room
+from orchestrator_service.summary import (
+    ExtractiveSummarizer,
+    Summarizer,
+    SummaryError,
+    summarize_room,
+)
+from roomscribe.errors import StoreError
 from roomscribe.models import (
     EgressInfo,
     EgressStatus,
     Room,
     RoomStatus,
+    Summary,
     TrackCreate,
     TrackStatus,
     utcnow,
@@ -124,6 +131,9 @@ class RoomLifecycle:
         self._summaries: set[asyncio.Task[None]] = set()
         #: A room summarizing for longer than this is assumed abandoned by a dead process.
         self.stale_summary_s = 1800.0
+        #: Transient summary failures of one room before the extractive summary is stored.
+        self.max_summary_attempts = 5
+        self._summary_failures: dict[str, int] = {}
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -447,23 +457,61 @@ class RoomLifecycle:
         try:
             summary = await summarize_room(self._store, room_name, self._summarizer)
         except SummaryError as exc:
-            # The transcript is untouched; back to final_room, so the reconciler (or an
-            # admin's regenerate) tries again.
-            log.warning("summary failed: %s", exc, extra={"room": room_name})
+            failures = self._summary_failures.get(room_name, 0) + 1
+            self._summary_failures[room_name] = failures
             self._metrics.summaries.labels(outcome="failed").inc()
-            await self._store.transition_room(
-                room_name,
-                to=RoomStatus.FINAL_ROOM,
-                from_={RoomStatus.SUMMARIZING},
-                reason=f"summary failed, will retry: {exc}",
-            )
+            if exc.transient and failures < self.max_summary_attempts:
+                # The transcript is untouched; back to final_room, so the reconciler (or an
+                # admin's regenerate) tries again.
+                log.warning("summary failed, will retry: %s", exc, extra={"room": room_name})
+                await self._hand_back(room_name, f"summary failed, will retry: {exc}")
+                return
+            # A refusal no retry changes (bad key, unknown model), or an outage that outlived
+            # every attempt: the meeting still gets the local extract, and says why.
+            log.error("LLM summary given up: %s", exc, extra={"room": room_name})
+            try:
+                summary = await summarize_room(self._store, room_name, ExtractiveSummarizer())
+            except Exception as fallback_exc:  # handed back and logged: never stuck
+                await self._crashed(room_name, fallback_exc)
+                return
+            await self._complete(room_name, summary, reason=f"LLM summary failed: {exc}")
             return
+        except asyncio.CancelledError:
+            # Shutdown (a deploy): hand the room back now rather than leave it summarizing
+            # until the stale-summary repair, so another instance summarizes it at once.
+            await asyncio.shield(self._hand_back(room_name, "summary interrupted by shutdown"))
+            raise
+        except Exception as exc:  # a task boundary: the room must not stay stuck
+            await self._crashed(room_name, exc)
+            return
+        await self._complete(room_name, summary)
+
+    async def _complete(
+        self, room_name: str, summary: Summary, *, reason: str | None = None
+    ) -> None:
+        self._summary_failures.pop(room_name, None)
         await self._store.set_summary(room_name, summary)
         await self._store.transition_room(
-            room_name, to=RoomStatus.COMPLETED, from_={RoomStatus.SUMMARIZING}
+            room_name, to=RoomStatus.COMPLETED, from_={RoomStatus.SUMMARIZING}, reason=reason
         )
         self._metrics.summaries.labels(outcome="ok").inc()
         self._metrics.rooms_completed.inc()
+
+    async def _crashed(self, room_name: str, exc: BaseException) -> None:
+        log.error("summary crashed", exc_info=exc, extra={"room": room_name})
+        self._summary_failures[room_name] = self._summary_failures.get(room_name, 0) + 1
+        self._metrics.summaries.labels(outcome="failed").inc()
+        await self._hand_back(room_name, f"summary failed unexpectedly, will retry: {exc!r}")
+
+    async def _hand_back(self, room_name: str, reason: str) -> None:
+        """Put a summarizing room back to final_room (retried by the reconciler)."""
+        try:
+            await self._store.transition_room(
+                room_name, to=RoomStatus.FINAL_ROOM, from_={RoomStatus.SUMMARIZING}, reason=reason
+            )
+        except StoreError as exc:
+            # Left summarizing: the stale-summary repair takes it over later.
+            log.warning("could not hand a room back: %s", exc, extra={"room": room_name})
 
     # Reconciler ----------------------------------------------------------------------------
     async def reconcile(self) -> None:

@@ -399,3 +399,97 @@ async def test_absurd_webhook_times_are_taken_as_unset(world: World, created_at:
     track = await world.store.get_track("TR_far")
     age = datetime.datetime.now(datetime.UTC) - track.published_at
     assert abs(age.total_seconds()) < 60
+
+
+class ScriptedSummarizer:
+    """Raises what it is given, once per call, then summarizes."""
+
+    def __init__(self, *errors: BaseException, hang: bool = False) -> None:
+        self.errors = list(errors)
+        self.hang = hang
+        self.calls = 0
+        self.started = asyncio.Event()
+
+    async def summarize(self, timeline: list[Any], *, participants: list[str]) -> Summary:
+        self.calls += 1
+        self.started.set()
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.errors:
+            raise self.errors.pop(0)
+        return Summary(text="LLM summary.", model="fake")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _spoken_room(world: World) -> None:
+    await world.store.register_room("standup")
+    await world.store.upsert_track(
+        TrackCreate(
+            track_sid="TR_a",
+            room="standup",
+            participant_identity="alice",
+            published_at=datetime.datetime.now(datetime.UTC),
+        )
+    )
+    await world.store.append_realtime_segments(
+        "TR_a", [SegmentIn(id="TR_a-1", start=0, end=1, text="I will send the notes")]
+    )
+    await world.store.set_track_status("TR_a", TrackStatus.TRANSCRIBED)
+
+
+async def test_a_refused_llm_summary_falls_back_to_the_extract_with_the_reason(
+    world: World,
+) -> None:
+    fake = ScriptedSummarizer(SummaryError("API key not valid", transient=False))
+    world.lifecycle._summarizer = fake
+    await _spoken_room(world)
+    await world.finalize("standup")
+    await world.lifecycle.idle()
+    room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.COMPLETED and fake.calls == 1  # never retried
+    assert room.summary is not None and room.summary.model.startswith("extractive")
+    assert room.status_reason is not None and "API key not valid" in room.status_reason
+
+
+async def test_transient_failures_are_bounded_then_the_extract_is_stored(world: World) -> None:
+    outage = [SummaryError("503", transient=True) for _ in range(10)]
+    fake = ScriptedSummarizer(*outage)
+    world.lifecycle._summarizer = fake
+    await _spoken_room(world)
+    await world.finalize("standup")
+    for _ in range(world.lifecycle.max_summary_attempts + 2):
+        await world.lifecycle.idle()
+        await world.lifecycle.reconcile()  # what the periodic reconciler does
+    await world.lifecycle.idle()
+    room = await world.store.get_room("standup")
+    assert fake.calls == world.lifecycle.max_summary_attempts
+    assert room.status is RoomStatus.COMPLETED and room.summary is not None
+    assert room.summary.model.startswith("extractive")
+
+
+async def test_an_unexpected_summarizer_error_hands_the_room_back(world: World) -> None:
+    world.lifecycle._summarizer = ScriptedSummarizer(KeyError("candidates"))
+    await _spoken_room(world)
+    await world.finalize("standup")
+    await world.lifecycle.idle()
+    room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.FINAL_ROOM  # not summarizing for 30 minutes
+    assert room.status_reason is not None and "KeyError" in room.status_reason
+    await world.lifecycle.reconcile()
+    await world.lifecycle.idle()
+    assert (await world.store.get_room("standup")).status is RoomStatus.COMPLETED
+
+
+async def test_a_shutdown_during_a_summary_hands_the_room_back(world: World) -> None:
+    fake = ScriptedSummarizer(hang=True)
+    world.lifecycle._summarizer = fake
+    await _spoken_room(world)
+    await world.finalize("standup")
+    await fake.started.wait()
+    assert (await world.store.get_room("standup")).status is RoomStatus.SUMMARIZING
+    await world.lifecycle.close()  # what the orchestrator's shutdown does
+    room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.FINAL_ROOM
+    assert room.status_reason == "summary interrupted by shutdown"
