@@ -12,7 +12,7 @@ from livekit.protocol.egress import (
     TrackEgressRequest,
 )
 from livekit.protocol.models import ParticipantInfo, TrackType
-from livekit.protocol.room import ListParticipantsRequest
+from livekit.protocol.room import ListParticipantsRequest, ListRoomsRequest
 
 from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.objectstore import key_component
@@ -61,6 +61,11 @@ class LiveKitGateway:
         """Participants currently in ``room`` (with their tracks)."""
         res = await self._client().room.list_participants(ListParticipantsRequest(room=room))
         return list(res.participants)
+
+    async def listed_rooms(self, names: list[str]) -> set[str]:
+        """Which of ``names`` LiveKit lists as open rooms now."""
+        res = await self._client().room.list_rooms(ListRoomsRequest(names=names))
+        return {room.name for room in res.rooms}
 
     def _upload(self) -> S3Upload | None:
         s = self._settings

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -134,6 +135,10 @@ class RoomLifecycle:
         #: Transient summary failures of one room before the extractive summary is stored.
         self.max_summary_attempts = 5
         self._summary_failures: dict[str, int] = {}
+        #: How long LiveKit must go on not listing a live room before it is finalized (a
+        #: room is listed a moment after its first participant joins).
+        self.room_gone_grace_s = 60.0
+        self._missing_since: dict[str, float] = {}
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -516,6 +521,10 @@ class RoomLifecycle:
     # Reconciler ----------------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Repair what lost webhooks left behind, for every live or final room."""
+        try:
+            await self._finalize_forgotten_rooms()
+        except PermanentLiveKitError as exc:
+            log.warning("reconcile: cannot list LiveKit's rooms: %s", exc)
         # Registered rooms too: their room_started or first track may be the lost webhook.
         for status in (
             RoomStatus.REGISTERED,
@@ -534,6 +543,43 @@ class RoomLifecycle:
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
+
+    async def _finalize_forgotten_rooms(self) -> None:
+        """Finalize live rooms LiveKit has not listed for ``room_gone_grace_s``.
+
+        The meeting is over when LiveKit says so: ``room_finished`` can be lost (LiveKit
+        drops webhooks when its queue is full) and the agent that would finalize may have
+        crashed with it; without this such a room stays ``active`` for ever.
+        """
+        live: list[str] = []
+        for status in (RoomStatus.REGISTERED, RoomStatus.ACTIVE):
+            cursor = None
+            while True:
+                page = await self._store.list_rooms(status=status, limit=100, cursor=cursor)
+                live.extend(room.name for room in page.rooms)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        now = time.monotonic()
+        for start in range(0, len(live), 100):
+            batch = live[start : start + 100]
+            listed = await self._call("list_rooms", lambda b=batch: self._lk.listed_rooms(b))  # type: ignore[misc]
+            for name in batch:
+                if name in listed:
+                    self._missing_since.pop(name, None)
+                    continue
+                since = self._missing_since.setdefault(name, now)
+                if now - since >= self.room_gone_grace_s:
+                    self._missing_since.pop(name, None)
+                    self._metrics.repairs.labels(kind="room_gone").inc()
+                    log.info("LiveKit no longer lists the room: finalizing", extra={"room": name})
+                    await self._store.transition_room(
+                        name,
+                        to=RoomStatus.FINAL_ROOM,
+                        from_=_LIVE_ROOM,
+                        reason="LiveKit no longer lists the room",
+                    )
+                    await self.check_and_complete_room(name)
 
     async def reconcile_room(self, room: Room) -> None:
         """Compare one room's tracks with LiveKit's egress list and fix differences."""

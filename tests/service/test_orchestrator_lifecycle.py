@@ -493,3 +493,32 @@ async def test_a_shutdown_during_a_summary_hands_the_room_back(world: World) -> 
     room = await world.store.get_room("standup")
     assert room.status is RoomStatus.FINAL_ROOM
     assert room.status_reason == "summary interrupted by shutdown"
+
+
+async def test_a_room_livekit_no_longer_lists_is_finalized_after_the_grace(world: World) -> None:
+    # room_finished is lost (LiveKit's queue was full) and the agent crashed with it.
+    lk = world.lk
+    await lk.create_room("standup")
+    await world.register("standup")
+    await lk.join("standup", "alice")
+    await lk.publish_audio("standup", "alice", tone())
+    await world.settle()
+    await lk.create_room("other")
+    await world.register("other")
+    await lk.join("other", "bob")
+    await world.settle()
+    lk.drop_next_webhooks(1, "room_finished")
+    await lk.end_room("standup")
+    await world.settle()
+    assert (await world.store.get_room("standup")).status is RoomStatus.ACTIVE
+    world.lifecycle.room_gone_grace_s = 0.2
+    await world.lifecycle.reconcile()  # first seen missing: not yet
+    assert (await world.store.get_room("standup")).status is RoomStatus.ACTIVE
+    await asyncio.sleep(0.25)
+    await world.lifecycle.reconcile()
+    await world.settle()
+    room = await world.store.get_room("standup")
+    assert room.status is RoomStatus.FINAL_ROOM  # its recorded track now awaits Whisper
+    assert room.status_reason == "LiveKit no longer lists the room"
+    # A room LiveKit still has is left alone.
+    assert (await world.store.get_room("other")).status is RoomStatus.ACTIVE
