@@ -28,7 +28,7 @@ from pydantic import Field
 
 from roomscribe.audio import probe_duration_s
 from roomscribe.auth import issue_internal_token
-from roomscribe.errors import AudioDecodeError, ObjectNotFoundError, ObjectStoreError
+from roomscribe.errors import AudioDecodeError, ObjectNotFoundError, ObjectStoreError, StoreError
 from roomscribe.models import Track, TrackStatus, WhisperStats
 from roomscribe.objectstore import ObjectStore, open_object_store
 from roomscribe.settings import CoreSettings
@@ -129,8 +129,15 @@ class WhisperWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Work until :meth:`stop`, with ``concurrency`` jobs at a time."""
-        await asyncio.gather(*(self._slot(i) for i in range(self._concurrency)))
+        """Work until :meth:`stop`, with ``concurrency`` jobs at a time.
+
+        The slots run in one task group: a slot that crashes cancels the others (their
+        claims are given back) and the error leaves here, so the process never goes on
+        with fewer slots, or against a store its shutdown already closed.
+        """
+        async with asyncio.TaskGroup() as slots:
+            for i in range(self._concurrency):
+                slots.create_task(self._slot(i), name=f"whisper-slot-{i}")
 
     async def run_until_idle(self) -> int:
         """Process claimable jobs until none is left; return how many were handled (tests)."""
@@ -158,12 +165,24 @@ class WhisperWorker:
     async def _slot(self, index: int) -> None:
         worker = f"{self.name}/{index}"
         while not self._stopping.is_set():
-            track = await self._claim(worker)
+            try:
+                track = await self._claim(worker)
+            except StoreError as exc:
+                # An outage: poll again later. Claims are atomic, so nothing is half done.
+                log.warning("cannot claim a job: %s", exc, extra={"worker": worker})
+                track = None
             if track is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._poll_s)
                 continue
-            await self._process(track, worker=worker)
+            try:
+                await self._process(track, worker=worker)
+            except StoreError as exc:
+                # The store went away mid-job: the lease lapses and the job is claimed
+                # again (an attempt is spent); this slot carries on with the next one.
+                log.warning(
+                    "store failed during a job: %s", exc, extra={"track_sid": track.track_sid}
+                )
 
     async def _process(self, track: Track, *, worker: str | None = None) -> None:
         holder = worker or self.name
@@ -188,8 +207,9 @@ class WhisperWorker:
         # The file's first sample is at the egress's own start: Whisper's offsets count from
         # there, and ``best`` reads Whisper only over the span the file covers.
         covered_from = track.recording_origin_s()
-        await self._store.replace_whisper_segments(
+        stored = await self._store.finish_job(
             track.track_sid,
+            holder,
             transcript.segments,
             stats=WhisperStats(
                 model=self._model_name,
@@ -200,18 +220,36 @@ class WhisperWorker:
                 covered_from=covered_from,
                 covered_to=covered_from + transcript.audio_s,
             ),
+            lease_s=self._lease_s,
         )
-        if await self._store.complete_job(track.track_sid, holder):
-            self.done += 1
-            await self._tell(track)
+        if not stored:
+            # Another worker holds the job now (this one was paused past its lease): its
+            # transcript wins; nothing of this run was written.
+            log.warning(
+                "lease lost before storing a track's transcript: result dropped",
+                extra={"track_sid": track.track_sid},
+            )
+            return
+        self.done += 1
+        await self._tell(track)
 
     async def _renew(self, track_sid: str, holder: str) -> None:
-        # Renew at a third of the lease so one slow store call cannot let it lapse.
+        # Renew at a third of the lease so one slow store call cannot let it lapse; a failed
+        # renewal is retried sooner instead of ending the renewer unseen (the lease would
+        # then lapse mid-job and the finished transcript be refused by the fence).
+        wait = self._lease_s / 3
         while True:
-            await asyncio.sleep(self._lease_s / 3)
-            if not await self._store.renew_lease(track_sid, holder, lease_s=self._lease_s):
+            await asyncio.sleep(wait)
+            try:
+                held = await self._store.renew_lease(track_sid, holder, lease_s=self._lease_s)
+            except StoreError as exc:
+                log.warning("cannot renew a lease: %s", exc, extra={"track_sid": track_sid})
+                wait = min(self._lease_s / 3, max(0.05, self._lease_s / 12))
+                continue
+            if not held:
                 log.warning("lost the lease on a job", extra={"track_sid": track_sid})
                 return
+            wait = self._lease_s / 3
 
     async def _transcribe_track(self, track: Track) -> Transcript:
         key = track.egress.object_key

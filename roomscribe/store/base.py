@@ -194,6 +194,25 @@ class TranscriptStore(Protocol):
     async def complete_job(self, track_sid: str, worker: str) -> bool:
         """Mark the claimed track transcribed; ``False`` when ``worker`` lost the claim."""
 
+    async def finish_job(
+        self,
+        track_sid: str,
+        worker: str,
+        segments: Sequence[SegmentIn],
+        *,
+        stats: WhisperStats,
+        lease_s: float,
+    ) -> bool:
+        """Store a job's Whisper transcript and mark the track transcribed, fenced by the lease.
+
+        Nothing is written unless ``worker`` still holds an unexpired lease: a worker that
+        lost its lease (paused, partitioned) cannot overwrite the transcript of the worker
+        that took the job over. ``False`` when the lease was lost. SQLite does it in one
+        transaction; MongoDB first extends the lease by ``lease_s`` under the same
+        precondition, so nobody can claim the track while the segments are written, then
+        completes under it again.
+        """
+
     async def fail_job(
         self, track_sid: str, worker: str, error: str, *, max_attempts: int
     ) -> TrackStatus | None:

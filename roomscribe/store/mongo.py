@@ -755,6 +755,32 @@ class MongoTranscriptStore(StoreLookups):
         )
 
     @_translated
+    async def finish_job(
+        self,
+        track_sid: str,
+        worker: str,
+        segments: Sequence[SegmentIn],
+        *,
+        stats: WhisperStats,
+        lease_s: float,
+    ) -> bool:
+        """Fence, write, complete: see :meth:`TranscriptStore.finish_job`.
+
+        Without a transaction the three steps are separate, so the fence is the lease: it is
+        extended first, only if still held and unexpired, and a claim needs an expired lease.
+        """
+        now = utcnow()
+        fenced = await self._tracks.update_one(
+            {"_id": track_sid, **self._held_by(worker), "job.lease_until": {"$gt": now}},
+            {"$set": {"job.lease_until": now + timedelta(seconds=lease_s), "updated_at": now}},
+        )
+        if not fenced.matched_count:
+            await self.get_track(track_sid)  # NotFoundError for an unknown track
+            return False
+        await self.replace_whisper_segments(track_sid, segments, stats=stats)
+        return await self.complete_job(track_sid, worker)
+
+    @_translated
     async def fail_job(
         self, track_sid: str, worker: str, error: str, *, max_attempts: int
     ) -> TrackStatus | None:

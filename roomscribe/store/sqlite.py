@@ -718,32 +718,38 @@ class SQLiteTranscriptStore(StoreLookups):
 
         return await self._write(append)
 
+    def _replace_whisper(
+        self,
+        conn: sqlite3.Connection,
+        track: Track,
+        segments: Sequence[SegmentIn],
+        stats: WhisperStats,
+    ) -> None:
+        source = SegmentSource.WHISPER.value
+        sid = track.track_sid
+        covered = with_coverage(stats, track)
+        conn.execute("DELETE FROM segments WHERE track_sid = ? AND source = ?", (sid, source))
+        conn.execute("DELETE FROM chunks WHERE track_sid = ? AND source = ?", (sid, source))
+        meta = TrackMeta.whisper(track, covered)
+        stored = self._insert_segments(conn, sid, SegmentSource.WHISPER, segments, meta)
+
+        def change(doc: Track) -> bool:
+            # The count is what was stored (ids de-duplicated): ``best`` relies on it.
+            doc.whisper = covered.model_copy(update={"segments": stored})
+            return True
+
+        self._modify_track(conn, sid, change)
+
     async def replace_whisper_segments(
         self, track_sid: str, segments: Sequence[SegmentIn], *, stats: WhisperStats
     ) -> None:
         """Swap the track's Whisper transcript in one transaction."""
 
         def replace(conn: sqlite3.Connection) -> None:
-            source = SegmentSource.WHISPER.value
             track = self._load_track(conn, track_sid)
             if track is None:
                 raise NotFoundError(f"track {track_sid!r} is unknown")
-            covered = with_coverage(stats, track)
-            conn.execute(
-                "DELETE FROM segments WHERE track_sid = ? AND source = ?", (track_sid, source)
-            )
-            conn.execute(
-                "DELETE FROM chunks WHERE track_sid = ? AND source = ?", (track_sid, source)
-            )
-            meta = TrackMeta.whisper(track, covered)
-            stored = self._insert_segments(conn, track_sid, SegmentSource.WHISPER, segments, meta)
-
-            def change(track: Track) -> bool:
-                # The count is what was stored (ids de-duplicated): ``best`` relies on it.
-                track.whisper = covered.model_copy(update={"segments": stored})
-                return True
-
-            self._modify_track(conn, track_sid, change)
+            self._replace_whisper(conn, track, segments, stats)
 
         await self._write(replace)
 
@@ -929,6 +935,38 @@ class SQLiteTranscriptStore(StoreLookups):
             return True
 
         return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
+
+    async def finish_job(
+        self,
+        track_sid: str,
+        worker: str,
+        segments: Sequence[SegmentIn],
+        *,
+        stats: WhisperStats,
+        lease_s: float,
+    ) -> bool:
+        """Write the transcript and complete the job in one transaction, if still held."""
+        now = utcnow()
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            track = self._load_track(conn, track_sid)
+            if track is None:
+                raise NotFoundError(f"track {track_sid!r} is unknown")
+            lease = track.job.lease_until
+            if not self._holder(track, worker) or lease is None or lease <= now:
+                return False
+            self._replace_whisper(conn, track, segments, stats)
+
+            def change(done: Track) -> bool:
+                done.status = TrackStatus.TRANSCRIBED
+                done.status_reason = None
+                done.job.lease_until = None
+                done.job.last_error = None
+                return True
+
+            return self._modify_track(conn, track_sid, change)
+
+        return await self._write(finish)
 
     async def fail_job(
         self, track_sid: str, worker: str, error: str, *, max_attempts: int

@@ -534,3 +534,31 @@ async def test_hand_made_cursors_with_absurd_keys_are_refused(
     rooms = encode_cursor([start, "standup"], {"status": None, "names": None})
     with pytest.raises(InvalidCursorError):
         await store.list_rooms(cursor=rooms)
+
+
+async def test_a_lost_lease_cannot_overwrite_the_new_holders_transcript(
+    store: TranscriptStore,
+) -> None:
+    await store.upsert_track(track("TR_a"))
+    await store.set_track_status("TR_a", TrackStatus.RECORDED)
+    first = await store.claim_job("w1", lease_s=0.05, max_attempts=3)
+    assert first is not None
+    await asyncio.sleep(0.1)  # w1 is paused past its lease; w2 takes the job over
+    second = await store.claim_job("w2", lease_s=60, max_attempts=3)
+    assert second is not None and second.job.worker == "w2"
+    stats = WhisperStats(model="tiny", audio_s=5.0, real_time_factor=0.1)
+    mine = [seg(i, i, tag="w2-") for i in range(2)]
+    assert await store.finish_job("TR_a", "w2", mine, stats=stats, lease_s=60)
+    late = [seg(i, i, tag="w1-") for i in range(3)]
+    assert not await store.finish_job("TR_a", "w1", late, stats=stats, lease_s=60)
+    done = await store.get_track("TR_a")
+    assert done.status is TrackStatus.TRANSCRIBED and done.whisper is not None
+    rows = await all_pages(store, room="standup", source=TranscriptSource.WHISPER)
+    assert [i for _, i in rows] == ["w2-000000", "w2-000001"]
+    # An expired lease fences its own holder too, before anyone else claims.
+    await store.upsert_track(track("TR_b"))
+    await store.set_track_status("TR_b", TrackStatus.RECORDED)
+    assert await store.claim_job("w3", lease_s=0.05, max_attempts=3) is not None
+    await asyncio.sleep(0.1)
+    assert not await store.finish_job("TR_b", "w3", late, stats=stats, lease_s=60)
+    assert (await store.get_track("TR_b")).whisper is None

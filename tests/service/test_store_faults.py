@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pytest
 from pymongo.errors import AutoReconnect, NetworkTimeout
 
+from devkit.livekit_emulator import encode_ogg_opus
 from roomscribe.errors import StoreError
 from roomscribe.models import (
     EgressInfo,
+    EgressStatus,
     RoomStatus,
     SegmentIn,
     TrackCreate,
@@ -25,8 +29,11 @@ from roomscribe.models import (
     TranscriptSource,
     WhisperStats,
 )
+from roomscribe.objectstore import LocalObjectStore
 from roomscribe.store import MongoTranscriptStore
 from stt_service.metrics import SttMetrics
+from stt_service.whisper import Transcript
+from stt_service.worker import WhisperWorker
 from stt_service.writer import SegmentWriter
 from tests.fakes.mongo import FakeAsyncDatabase, Faults
 
@@ -76,6 +83,13 @@ CALLS: dict[str, Callable[[MongoTranscriptStore], Awaitable[object]]] = {
     "claim_job": lambda s: s.claim_job("w", lease_s=10, max_attempts=3),
     "renew_lease": lambda s: s.renew_lease("TR_a", "w", lease_s=10),
     "complete_job": lambda s: s.complete_job("TR_a", "w"),
+    "finish_job": lambda s: s.finish_job(
+        "TR_a",
+        "w",
+        [seg(1)],
+        stats=WhisperStats(model="m", audio_s=1.0, real_time_factor=0.1),
+        lease_s=10,
+    ),
     "ping": lambda s: s.ping(),
 }
 
@@ -115,3 +129,34 @@ async def test_the_segment_writer_survives_outages_and_stores_every_final_once()
     )
     assert [s.id for s in page.segments] == [f"s{i:04d}" for i in range(10)]
     assert faults.injected == 20
+
+
+async def test_the_whisper_worker_rides_out_store_outages(tmp_path: Path) -> None:
+    store, faults = await faulty_store()
+    objects = LocalObjectStore(tmp_path / "objects")
+    await objects.init()
+    await objects.put_bytes("rooms/r/alice/TR_a.ogg", encode_ogg_opus(np.zeros(16000, np.int16)))
+    await store.update_egress(
+        "TR_a",
+        EgressInfo(id="EG_1", status=EgressStatus.COMPLETE, object_key="rooms/r/alice/TR_a.ogg"),
+    )
+    await store.set_track_status("TR_a", TrackStatus.RECORDED)
+
+    def transcribe(audio: Path, *, track_sid: str, language: str | None) -> Transcript:
+        return Transcript(segments=[seg(1)], language="en", audio_s=1.0, elapsed_s=0.1)
+
+    worker = WhisperWorker(
+        store, objects, transcribe, model_name="m", concurrency=2, poll_s=0.01, lease_s=30
+    )
+    # Claims fail for a while (a failover), then the job's own writes fail once.
+    faults.fail_next(4, on="find_one_and_update", error=AutoReconnect("no primary"))
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(20):
+            while (await store.get_track("TR_a")).status is not TrackStatus.TRANSCRIBED:
+                assert not running.done(), running
+                await asyncio.sleep(0.02)
+    finally:
+        worker.stop()
+        await running
+    assert faults.injected == 4 and worker.done == 1
