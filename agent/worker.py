@@ -3,9 +3,10 @@
 A job connects subscribed to audio only, registers the room with the orchestrator, runs a
 :class:`TrackTranscriber` for every remote audio track (already there or published later),
 publishes captions on ``lk.transcription``, speaks ``tts_control`` requests on an agent
-track, and finalizes the room with the orchestrator when the room ends or the job shuts
-down. Jobs run as threads of one process, so the worker's load function sees every job's
-open streams through one shared :class:`StreamLoad`.
+track, and finalizes the room with the orchestrator when LiveKit ends the room (a job that
+shuts down for a restart or a lost connection leaves the meeting open). Jobs run as threads
+of one process, so the worker's load function sees every job's open streams through one
+shared :class:`StreamLoad`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 #: The participant attribute (or room metadata key) naming the language a track is spoken in.
 LANGUAGE_ATTRIBUTE = "roomscribe.language"
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
+
+
+#: Why a room connection ends that mean the meeting is over (not a restart or a network drop).
+ROOM_ENDED = frozenset({rtc.DisconnectReason.ROOM_DELETED, rtc.DisconnectReason.ROOM_CLOSED})
 
 
 def track_language(attributes: Mapping[str, str], room_metadata: str, default: str) -> str:
@@ -109,6 +114,8 @@ class RoomSession:
         self._captions = RoomCaptions(room)
         self._orchestrator = OrchestratorClient(settings.orchestrator_url, secret)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Whether LiveKit said the room itself ended (only then does this job finalize).
+        self.room_ended = False
         self._control_tasks: set[asyncio.Task[None]] = set()
         self._synth = HttpSynthesizer(settings.tts_url, secret)
         self._voice = TrackAudioOutput()
@@ -125,6 +132,7 @@ class RoomSession:
             # orchestrator's reconciler cannot know the room without it: say so loudly.
             log.error("room registration failed: %s", exc, extra={"room": self.room.name})
         self.room.on("track_subscribed", self._on_track_subscribed)
+        self.room.on("disconnected", self.on_disconnected)
         self.room.on("data_received", self._on_data)
         for participant in self.room.remote_participants.values():
             for publication in participant.track_publications.values():
@@ -136,15 +144,36 @@ class RoomSession:
         )
         self._tts.start()
 
+    def on_disconnected(self, reason: rtc.DisconnectReason.ValueType) -> None:
+        """Note why the room connection ended (``disconnected`` event)."""
+        self.room_ended = reason in ROOM_ENDED
+        log.info(
+            "room connection ended: %s",
+            rtc.DisconnectReason.Name(reason),
+            extra={"room": self.room.name},
+        )
+
     async def finish(self) -> None:
-        """Let every track's stream deliver its last final, then finalize the room."""
+        """Let every track's stream deliver its last final; finalize if the room ended.
+
+        A job also shuts down when the worker restarts or loses its connection while the
+        meeting goes on: finalizing then would complete the meeting early and leave later
+        tracks out of its summary. When LiveKit did end the room, its ``room_finished``
+        webhook finalizes too; finalizing here only makes it sooner.
+        """
         await self._tts.aclose()
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        try:
-            await self._orchestrator.finalize(self.room.name)
-        except OrchestratorError as exc:
-            log.error("room finalize failed: %s", exc, extra={"room": self.room.name})
+        if self.room_ended:
+            try:
+                await self._orchestrator.finalize(self.room.name)
+            except OrchestratorError as exc:
+                log.error("room finalize failed: %s", exc, extra={"room": self.room.name})
+        else:
+            log.info(
+                "job ended while the room goes on: not finalizing",
+                extra={"room": self.room.name},
+            )
         await self._orchestrator.aclose()
         await self._synth.aclose()
         await self._voice.aclose()

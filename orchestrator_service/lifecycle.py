@@ -405,6 +405,15 @@ class RoomLifecycle:
             return room
         if participants:
             await self._activate(room_name)
+            # People are still in it: a room finalized by a job that stopped early (an
+            # agent restart) is reopened, so its later tracks make it into the summary.
+            if await self._store.transition_room(
+                room_name,
+                to=RoomStatus.ACTIVE,
+                from_={RoomStatus.FINAL_ROOM},
+                reason="reopened: the meeting goes on",
+            ):
+                log.info("final room reopened", extra={"room": room_name})
         for participant in participants:
             for track_sid in audio_tracks(participant):
                 await self.track_published(
