@@ -301,19 +301,7 @@ class FailingSummarizer:
 async def test_failed_summary_keeps_the_room_retryable(world: World) -> None:
     fake = FailingSummarizer()
     world.lifecycle._summarizer = fake
-    await world.store.register_room("standup")
-    await world.store.upsert_track(
-        TrackCreate(
-            track_sid="TR_a",
-            room="standup",
-            participant_identity="alice",
-            published_at=datetime.datetime.now(datetime.UTC),
-        )
-    )
-    await world.store.append_realtime_segments(
-        "TR_a", [SegmentIn(id="TR_a-1", start=0, end=1, text="I will send the notes")]
-    )
-    await world.store.set_track_status("TR_a", TrackStatus.TRANSCRIBED)
+    await _spoken_room(world)
     await world.store.replace_whisper_segments(
         "TR_a",
         [SegmentIn(id="TR_a-w1", start=0, end=1, text="I will send the notes")],
