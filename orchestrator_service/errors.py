@@ -65,6 +65,15 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=422,
         )
 
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback; the client gets the documented shape, and nothing
+        # of the error's text, which may hold internals.
+        return JSONResponse(
+            error_body("internal", "an unexpected error occurred; it has been logged"),
+            status_code=500,
+        )
+
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")

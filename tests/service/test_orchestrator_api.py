@@ -313,3 +313,26 @@ async def test_ops_endpoints_and_openapi(
     assert "/v1/rooms/{room}/transcript" in schema["paths"]
     assert schema["components"]["schemas"]["RoomPublic"]["examples"]
     assert (await client.get("/docs")).status_code == 200
+
+
+class BrokenStore(SQLiteTranscriptStore):
+    """A store with a bug: an error outside the core's tree."""
+
+    async def list_rooms(self, **kwargs: Any) -> Any:
+        raise RuntimeError("internal detail: /srv/secret/path")
+
+
+async def test_an_unexpected_error_still_answers_the_json_error_shape(tmp_path: Path) -> None:
+    store = BrokenStore(tmp_path / "broken.db")
+    await store.init()
+    settings = OrchestratorSettings(api_jwt_secret=API_SECRET, sqlite_path=tmp_path / "b.db")
+    async with (
+        serve(create_app(settings, store=store)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        res = await client.get("/v1/rooms", headers=auth(token(roles=["admin"])))
+        assert res.status_code == 500
+        assert res.json()["error"]["code"] == "internal"
+        assert "secret" not in res.text
+        assert (await client.get("/healthz")).status_code == 200  # the service goes on
+    await store.close()
