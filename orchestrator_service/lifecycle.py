@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -535,20 +535,25 @@ class RoomLifecycle:
         except PermanentLiveKitError as exc:
             log.warning("reconcile: cannot list LiveKit's rooms: %s", exc)
         # Registered rooms too: their room_started or first track may be the lost webhook.
-        for status in (
+        async for room in self._rooms(
             RoomStatus.REGISTERED,
             RoomStatus.ACTIVE,
             RoomStatus.FINAL_ROOM,
             RoomStatus.SUMMARIZING,
         ):
+            try:
+                await self.reconcile_room(room)
+            except PermanentLiveKitError as exc:
+                log.warning("reconcile: %s", exc, extra={"room": room.name})
+
+    async def _rooms(self, *statuses: RoomStatus) -> AsyncIterator[Room]:
+        """Every room in any of ``statuses``, a store page at a time."""
+        for status in statuses:
             cursor = None
             while True:
                 page = await self._store.list_rooms(status=status, limit=100, cursor=cursor)
                 for room in page.rooms:
-                    try:
-                        await self.reconcile_room(room)
-                    except PermanentLiveKitError as exc:
-                        log.warning("reconcile: %s", exc, extra={"room": room.name})
+                    yield room
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
@@ -560,15 +565,7 @@ class RoomLifecycle:
         drops webhooks when its queue is full) and the agent that would finalize may have
         crashed with it; without this such a room stays ``active`` for ever.
         """
-        live: list[str] = []
-        for status in (RoomStatus.REGISTERED, RoomStatus.ACTIVE):
-            cursor = None
-            while True:
-                page = await self._store.list_rooms(status=status, limit=100, cursor=cursor)
-                live.extend(room.name for room in page.rooms)
-                if page.next_cursor is None:
-                    break
-                cursor = page.next_cursor
+        live = [room.name async for room in self._rooms(*_LIVE_ROOM)]
         now = time.monotonic()
         for start in range(0, len(live), 100):
             batch = live[start : start + 100]

@@ -204,9 +204,8 @@ class WhisperWorker:
             raise
         finally:
             renewer.cancel()
-        # The file's first sample is at the egress's own start: Whisper's offsets count from
-        # there, and ``best`` reads Whisper only over the span the file covers.
-        covered_from = track.recording_origin_s()
+        # The coverage is left to the store: it places Whisper's offsets from the egress's
+        # own start and spans the audio's length (with_coverage), one rule for every writer.
         stored = await self._store.finish_job(
             track.track_sid,
             holder,
@@ -217,8 +216,6 @@ class WhisperWorker:
                 real_time_factor=round(transcript.real_time_factor, 4),
                 segments=len(transcript.segments),
                 language=transcript.language,
-                covered_from=covered_from,
-                covered_to=covered_from + transcript.audio_s,
             ),
             lease_s=self._lease_s,
         )

@@ -67,10 +67,10 @@ def transcript_cursor(query: TranscriptQuery) -> list[Any] | None:
     if query.cursor is None:
         return None
     start, segment_id = decode_cursor(query.cursor, transcript_filters(query), arity=2)
-    return [finite_number(start), text(segment_id)]
+    return [cursor_number(start), cursor_text(segment_id)]
 
 
-def finite_number(value: Any) -> float:
+def cursor_number(value: Any) -> float:
     """A cursor's number, or InvalidCursorError.
 
     A hand-made ``1e999`` or ``10**400`` would otherwise reach the database (SQLite cannot
@@ -87,7 +87,7 @@ def finite_number(value: Any) -> float:
     return number
 
 
-def text(value: Any) -> str:
+def cursor_text(value: Any) -> str:
     """A cursor's string, or InvalidCursorError."""
     if not isinstance(value, str):
         raise InvalidCursorError("malformed cursor")

@@ -58,10 +58,10 @@ from roomscribe.store.base import (
 from roomscribe.store.common import (
     StoreLookups,
     TrackMeta,
+    cursor_text,
     first_of_each_id,
     hidden_by_whisper,
     merge_in_order,
-    text,
     transcript_cursor,
     transcript_page,
     unknown_track_fields,
@@ -280,10 +280,10 @@ class MongoTranscriptStore(StoreLookups):
         if cursor is not None:
             created_iso, name = decode_cursor(cursor, filters, arity=2)
             try:
-                created = datetime.fromisoformat(text(created_iso))
+                created = datetime.fromisoformat(cursor_text(created_iso))
             except ValueError as exc:
                 raise InvalidCursorError("malformed cursor") from exc
-            name = text(name)
+            name = cursor_text(name)
             query["$or"] = [
                 {"created_at": {"$lt": created}},
                 {"created_at": created, "_id": {"$lt": name}},
@@ -348,13 +348,16 @@ class MongoTranscriptStore(StoreLookups):
         except DuplicateKeyError:
             pass
         existing = await self.get_track(track.track_sid)
-        for name, value in unknown_track_fields(existing, track).items():
+        missing = unknown_track_fields(existing, track)
+        if not missing:
+            return existing
+        for name, value in missing.items():
             # One conditional update per field: whoever sets a field first wins it.
             await self._tracks.update_one(
                 {"_id": track.track_sid, name: None},
                 {"$set": {name: _plain(value), "updated_at": utcnow()}},
             )
-            self._track_meta.pop(track.track_sid, None)
+        self._track_meta.pop(track.track_sid, None)
         return await self.get_track(track.track_sid)
 
     @_translated

@@ -57,10 +57,10 @@ from roomscribe.store.base import (
 from roomscribe.store.common import (
     StoreLookups,
     TrackMeta,
-    finite_number,
+    cursor_number,
+    cursor_text,
     first_of_each_id,
     merge_in_order,
-    text,
     transcript_cursor,
     transcript_page,
     unknown_track_fields,
@@ -409,7 +409,7 @@ class SQLiteTranscriptStore(StoreLookups):
         if cursor is not None:
             created, name = decode_cursor(cursor, filters, arity=2)
             where.append("(created_at, name) < (?, ?)")
-            params.extend([finite_number(created), text(name)])
+            params.extend([cursor_number(created), cursor_text(name)])
         sql = "SELECT doc, created_at FROM rooms"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -922,8 +922,8 @@ class SQLiteTranscriptStore(StoreLookups):
 
         return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
 
-    async def complete_job(self, track_sid: str, worker: str) -> bool:
-        """Mark the track transcribed if ``worker`` still holds it."""
+    def _completion(self, worker: str) -> Callable[[Track], bool]:
+        """The change that marks a track transcribed, if ``worker`` still holds it."""
 
         def change(track: Track) -> bool:
             if not self._holder(track, worker):
@@ -934,6 +934,11 @@ class SQLiteTranscriptStore(StoreLookups):
             track.job.last_error = None
             return True
 
+        return change
+
+    async def complete_job(self, track_sid: str, worker: str) -> bool:
+        """Mark the track transcribed if ``worker`` still holds it."""
+        change = self._completion(worker)
         return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
 
     async def finish_job(
@@ -956,15 +961,7 @@ class SQLiteTranscriptStore(StoreLookups):
             if not self._holder(track, worker) or lease is None or lease <= now:
                 return False
             self._replace_whisper(conn, track, segments, stats)
-
-            def change(done: Track) -> bool:
-                done.status = TrackStatus.TRANSCRIBED
-                done.status_reason = None
-                done.job.lease_until = None
-                done.job.last_error = None
-                return True
-
-            return self._modify_track(conn, track_sid, change)
+            return self._modify_track(conn, track_sid, self._completion(worker))
 
         return await self._write(finish)
 
