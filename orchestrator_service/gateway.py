@@ -12,6 +12,7 @@ from livekit.protocol.egress import (
     TrackEgressRequest,
 )
 from livekit.protocol.models import ParticipantInfo, TrackType
+from livekit.protocol.models import Room as LkRoom
 from livekit.protocol.room import ListParticipantsRequest, ListRoomsRequest
 
 from orchestrator_service.settings import OrchestratorSettings
@@ -62,10 +63,10 @@ class LiveKitGateway:
         res = await self._client().room.list_participants(ListParticipantsRequest(room=room))
         return list(res.participants)
 
-    async def listed_rooms(self, names: list[str]) -> set[str]:
-        """Which of ``names`` LiveKit lists as open rooms now."""
+    async def open_rooms(self, names: list[str]) -> dict[str, LkRoom]:
+        """The rooms among ``names`` that LiveKit lists as open now, by name."""
         res = await self._client().room.list_rooms(ListRoomsRequest(names=names))
-        return {room.name for room in res.rooms}
+        return {room.name: room for room in res.rooms}
 
     def _upload(self) -> S3Upload | None:
         s = self._settings

@@ -20,6 +20,7 @@ from livekit.api.twirp_client import ServerError
 from livekit.protocol.egress import EgressInfo as LkEgressInfo
 from livekit.protocol.egress import EgressStatus as LkEgressStatus
 from livekit.protocol.models import ParticipantInfo, TrackType
+from livekit.protocol.models import Room as LkRoom
 from livekit.protocol.webhook import WebhookEvent
 
 from orchestrator_service.gateway import LiveKitGateway, audio_tracks, recording_key
@@ -32,6 +33,7 @@ from orchestrator_service.summary import (
 )
 from roomscribe.errors import StoreError
 from roomscribe.models import (
+    LIVE_ROOM_STATUSES,
     EgressInfo,
     EgressStatus,
     Room,
@@ -42,6 +44,7 @@ from roomscribe.models import (
     utcnow,
 )
 from roomscribe.store import TranscriptStore
+from roomscribe.store.common import archive_key
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,9 @@ _ENDED = {
 }
 #: An egress that hit its limit still wrote a (shorter) file: transcribe what there is.
 _RECORDED = {LkEgressStatus.EGRESS_COMPLETE, LkEgressStatus.EGRESS_LIMIT_REACHED}
-_LIVE_ROOM = {RoomStatus.REGISTERED, RoomStatus.ACTIVE}
+_LIVE_ROOM = LIVE_ROOM_STATUSES
+#: Rooms whose meeting was considered over and summarized (or being summarized).
+_DONE_ROOM = {RoomStatus.SUMMARIZING, RoomStatus.COMPLETED, RoomStatus.FAILED}
 
 
 class PermanentLiveKitError(Exception):
@@ -96,6 +101,11 @@ def _nanos(epoch_ns: int) -> datetime | None:
 def _joined_at(participant: ParticipantInfo) -> datetime:
     # joined_at is whole seconds; joined_at_ms (LiveKit 1.7+) is what a time should use.
     return _epoch(participant.joined_at_ms / 1000) or _when(participant.joined_at)
+
+
+def _requested_key(info: LkEgressInfo) -> str | None:
+    """The file path this egress was started with, as LiveKit reports its request."""
+    return info.track.file.filepath or None
 
 
 def recording_span(info: LkEgressInfo) -> tuple[datetime | None, datetime | None]:
@@ -209,17 +219,21 @@ class RoomLifecycle:
     # Webhooks ------------------------------------------------------------------------------
     async def handle(self, event: WebhookEvent) -> str:
         """Apply one verified webhook; returns what happened (for metrics and logs)."""
-        room_name = event.room.name or event.egress_info.room_name
-        room = await self._store.find_room(room_name) if room_name else None
-        if room is None:
-            log.debug("webhook for an unregistered room ignored", extra={"event": event.event})
-            return "ignored"
         kind = event.event
-        if kind == "room_started":
-            await self._store.register_room(room.name, sid=event.room.sid or None)
-            await self._store.transition_room(
-                room.name, to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED}
+        if event.room.name:
+            room = await self._meeting(
+                event.room.name, event.room.sid or None, _epoch(event.room.creation_time)
             )
+        elif event.egress_info.room_name:
+            # Egress events are applied by track sid, whichever meeting the track is in.
+            room = await self._store.find_room(event.egress_info.room_name)
+        else:
+            room = None
+        if room is None:
+            log.debug("webhook for an unregistered room ignored", extra={"event": kind})
+            return "ignored"
+        if kind == "room_started":
+            await self._activate(room.name)
         elif kind == "room_finished":
             await self.finalize(room.name)
         elif kind in ("participant_joined", "participant_left"):
@@ -248,6 +262,37 @@ class RoomLifecycle:
             return "ignored"
         return "handled"
 
+    async def _meeting(self, name: str, sid: str | None, created: datetime | None) -> Room | None:
+        """The registered meeting an event of LiveKit room ``name`` (instance ``sid``) is of.
+
+        A room's sid names one instance of it: when LiveKit opens a new room of a name
+        whose meeting has ended (or whose ``room_finished`` was lost), the new sid starts a
+        new meeting and the earlier one is kept under its own key. A late event of an
+        earlier instance goes to where that meeting is kept. ``None``: not registered.
+        """
+        room = await self._store.find_room(name)
+        if room is None or sid is None:
+            return room
+        if room.sid is None or room.sid == sid:
+            if room.sid is None or (created is not None and room.livekit_created_at is None):
+                room = await self._store.register_room(name, sid=sid, livekit_created_at=created)
+            return room
+        known = room.livekit_created_at
+        if created is not None and known is not None and created <= known:
+            earlier = await self._store.find_room(archive_key(name, sid))
+            return earlier if earlier is not None and earlier.meeting_of == name else None
+        archived = await self._store.archive_room(name, sid=room.sid)
+        if archived is not None:
+            self._metrics.repairs.labels(kind="new_meeting").inc()
+            log.info(
+                "LiveKit opened a new room %r; its earlier meeting is kept as %r",
+                name,
+                archived.name,
+                extra={"room": name},
+            )
+            await self.check_and_complete_room(archived.name)
+        return await self._store.register_room(name, sid=sid, livekit_created_at=created)
+
     async def track_published(
         self,
         room: Room,
@@ -257,7 +302,13 @@ class RoomLifecycle:
         track_sid: str,
         published_at: datetime,
     ) -> None:
-        """Record the track and have its egress started (once)."""
+        """Record the track and have its egress started (once).
+
+        A track published after the meeting was finalized (an agent's early finalize, a
+        ``room_finished`` forged or delivered early) is recorded all the same, and a
+        completed room goes back to ``final_room``: it completes again, summary included,
+        once the late track is transcribed.
+        """
         await self._store.add_participant(room.name, identity)
         await self._activate(room.name)
         track = await self._store.upsert_track(
@@ -269,6 +320,16 @@ class RoomLifecycle:
                 published_at=published_at,
             )
         )
+        # After the upsert: a completion that ran before it saw no pending track, and is
+        # undone here; one that runs after it sees the track and waits for it.
+        if await self._store.transition_room(
+            room.name,
+            to=RoomStatus.FINAL_ROOM,
+            from_=_DONE_ROOM,
+            reason=f"reopened: track {track_sid} was published after the meeting ended",
+        ):
+            self._metrics.repairs.labels(kind="late_track").inc()
+            log.info("late track: room reopened", extra={"room": room.name})
         if track.status is TrackStatus.RECORDING and track.egress.status is None:
             await self._jobs.put(lambda: self._start_egress(track_sid))
 
@@ -307,7 +368,7 @@ class RoomLifecycle:
     async def _activate(self, room_name: str) -> None:
         # Someone is in the room, whether or not room_started arrived (or arrived first).
         await self._store.transition_room(
-            room_name, to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED}
+            room_name, to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED, RoomStatus.EXPIRED}
         )
 
     async def track_unpublished(self, track_sid: str) -> None:
@@ -345,6 +406,8 @@ class RoomLifecycle:
                 update={
                     "id": info.egress_id,
                     "status": status,
+                    # The start call may not have recorded the key yet: LiveKit echoes it.
+                    "object_key": track.egress.object_key or _requested_key(info),
                     "started_at": started or track.egress.started_at,
                     "updated_at": utcnow(),
                 }
@@ -358,9 +421,7 @@ class RoomLifecycle:
             log.info("egress_ended for an unknown track", extra={"egress_id": info.egress_id})
             return
         ok = info.status in _RECORDED
-        key = track.egress.object_key or recording_key(
-            track.room, track.participant_identity, track.track_sid
-        )
+        key = track.egress.object_key or _requested_key(info)
         if track.status is TrackStatus.RECORDING:
             started, ended = recording_span(info)
             await self._store.update_egress(
@@ -395,7 +456,15 @@ class RoomLifecycle:
     # Agent calls ---------------------------------------------------------------------------
     async def register(self, room_name: str) -> Room:
         """Register a room and sweep tracks published before registration."""
-        room = await self._store.register_room(room_name)
+        listed = await self._open_rooms([room_name])
+        if room_name in listed:
+            lk_room = listed[room_name]
+            sid, created = lk_room.sid or None, _epoch(lk_room.creation_time)
+        else:
+            sid, created = None, None
+        room = await self._meeting(room_name, sid, created)
+        if room is None:
+            room = await self._store.register_room(room_name, sid=sid, livekit_created_at=created)
         try:
             participants = await self._call(
                 "list_participants", lambda: self._lk.list_participants(room_name)
@@ -410,7 +479,7 @@ class RoomLifecycle:
             if await self._store.transition_room(
                 room_name,
                 to=RoomStatus.ACTIVE,
-                from_={RoomStatus.FINAL_ROOM},
+                from_={RoomStatus.FINAL_ROOM, *_DONE_ROOM},
                 reason="reopened: the meeting goes on",
             ):
                 log.info("final room reopened", extra={"room": room_name})
@@ -434,13 +503,10 @@ class RoomLifecycle:
         """Complete the room if it is final and nothing is pending; ``True`` for the winner.
 
         Called on every track status change and on finalize, possibly concurrently: the
-        conditional ``final_room -> summarizing`` transition lets exactly one caller win.
+        store's atomic ``final_room -> summarizing`` step lets exactly one caller win, and
+        never while a track is pending.
         """
-        if await self._store.count_pending_tracks(room_name) > 0:
-            return False
-        if not await self._store.transition_room(
-            room_name, to=RoomStatus.SUMMARIZING, from_={RoomStatus.FINAL_ROOM}
-        ):
+        if not await self._store.complete_idle_room(room_name):
             return False
         self._summarize_in_background(room_name)
         return True
@@ -449,15 +515,13 @@ class RoomLifecycle:
         """Summarize a completed (or failed-summary) room again; ``False`` if it is not ready."""
         if await self._store.count_pending_tracks(room_name) > 0:
             return False
-        if not await self._store.transition_room(
+        await self._store.transition_room(
             room_name,
-            to=RoomStatus.SUMMARIZING,
-            from_={RoomStatus.COMPLETED, RoomStatus.FINAL_ROOM},
+            to=RoomStatus.FINAL_ROOM,
+            from_={RoomStatus.COMPLETED},
             reason="summary requested again",
-        ):
-            return False
-        self._summarize_in_background(room_name)
-        return True
+        )
+        return await self.check_and_complete_room(room_name)
 
     def _summarize_in_background(self, room_name: str) -> None:
         # An LLM call over a long meeting takes minutes: never inside a webhook or request.
@@ -558,34 +622,67 @@ class RoomLifecycle:
                     break
                 cursor = page.next_cursor
 
+    async def _open_rooms(self, names: list[str]) -> dict[str, LkRoom]:
+        try:
+            return await self._call("list_rooms", lambda: self._lk.open_rooms(names))
+        except PermanentLiveKitError as exc:
+            log.warning("cannot list LiveKit's rooms: %s", exc)
+            return {}
+
     async def _finalize_forgotten_rooms(self) -> None:
         """Finalize live rooms LiveKit has not listed for ``room_gone_grace_s``.
 
         The meeting is over when LiveKit says so: ``room_finished`` can be lost (LiveKit
         drops webhooks when its queue is full) and the agent that would finalize may have
-        crashed with it; without this such a room stays ``active`` for ever.
+        crashed with it; without this such a room stays ``active`` for ever. A room LiveKit
+        lists under another sid is a new meeting of that name (the earlier one is kept and
+        finalized). A room nobody ever joined expires instead of being summarized.
         """
-        live = [room.name async for room in self._rooms(*_LIVE_ROOM)]
+        live = [room async for room in self._rooms(*_LIVE_ROOM)]
         now = time.monotonic()
         for start in range(0, len(live), 100):
             batch = live[start : start + 100]
-            listed = await self._call("list_rooms", lambda b=batch: self._lk.listed_rooms(b))  # type: ignore[misc]
-            for name in batch:
-                if name in listed:
-                    self._missing_since.pop(name, None)
+            listed = await self._call(
+                "list_rooms",
+                lambda b=batch: self._lk.open_rooms([r.name for r in b]),  # type: ignore[misc]
+            )
+            for room in batch:
+                lk_room = listed.get(room.name)
+                if lk_room is not None and room.sid is not None and lk_room.sid != room.sid:
+                    await self._meeting(room.name, lk_room.sid, _epoch(lk_room.creation_time))
                     continue
-                since = self._missing_since.setdefault(name, now)
+                if lk_room is not None:
+                    self._missing_since.pop(room.name, None)
+                    continue
+                since = self._missing_since.setdefault(room.name, now)
                 if now - since >= self.room_gone_grace_s:
-                    self._missing_since.pop(name, None)
-                    self._metrics.repairs.labels(kind="room_gone").inc()
-                    log.info("LiveKit no longer lists the room: finalizing", extra={"room": name})
-                    await self._store.transition_room(
-                        name,
-                        to=RoomStatus.FINAL_ROOM,
-                        from_=_LIVE_ROOM,
-                        reason="LiveKit no longer lists the room",
-                    )
-                    await self.check_and_complete_room(name)
+                    self._missing_since.pop(room.name, None)
+                    await self._close_forgotten(room)
+
+    async def _close_forgotten(self, room: Room) -> None:
+        if (
+            room.status is RoomStatus.REGISTERED
+            and not room.participants
+            and not await self._store.list_tracks(room.name)
+        ):
+            if await self._store.transition_room(
+                room.name,
+                to=RoomStatus.EXPIRED,
+                from_={RoomStatus.REGISTERED},
+                reason="nobody joined before LiveKit closed the room",
+            ):
+                self._metrics.repairs.labels(kind="room_expired").inc()
+                log.info("registered room expired unused", extra={"room": room.name})
+            return
+        self._metrics.repairs.labels(kind="room_gone").inc()
+        log.info("LiveKit no longer lists the room: finalizing", extra={"room": room.name})
+        await self._store.transition_room(
+            room.name,
+            to=RoomStatus.FINAL_ROOM,
+            from_=_LIVE_ROOM,
+            reason="LiveKit no longer lists the room",
+        )
+        await self.check_and_complete_room(room.name)
 
     async def reconcile_room(self, room: Room) -> None:
         """Compare one room's tracks with LiveKit's egress list and fix differences."""

@@ -44,6 +44,12 @@ class RoomStatus(StrEnum):
     SUMMARIZING = "summarizing"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: Registered, but nobody ever joined before LiveKit closed the room.
+    EXPIRED = "expired"
+
+
+#: Rooms whose meeting may still be going on.
+LIVE_ROOM_STATUSES: frozenset[RoomStatus] = frozenset({RoomStatus.REGISTERED, RoomStatus.ACTIVE})
 
 
 class TrackStatus(StrEnum):
@@ -293,10 +299,20 @@ class Summary(BaseModel):
 
 
 class Room(BaseModel):
-    """A LiveKit room registered for transcription."""
+    """One meeting in a LiveKit room registered for transcription.
+
+    The room's name addresses its current meeting. When LiveKit opens a new room of the
+    same name (a new ``sid``), the earlier meeting is kept under its own key,
+    ``{name}@{sid}`` (``meeting_of`` then holds the LiveKit name), with its tracks and
+    transcript, and stays queryable there.
+    """
 
     name: str = Field(min_length=1)
     sid: str | None = None
+    #: LiveKit's creation time of the room instance ``sid`` names; orders meetings.
+    livekit_created_at: UtcDatetime | None = None
+    #: For an earlier meeting kept under its own key: the LiveKit room name.
+    meeting_of: str | None = None
     status: RoomStatus = RoomStatus.REGISTERED
     status_reason: str | None = None
     created_at: UtcDatetime = Field(default_factory=utcnow)

@@ -80,8 +80,32 @@ class TranscriptStore(Protocol):
         """Raise :class:`~roomscribe.errors.StoreError` when the store is unreachable."""
 
     # Rooms ---------------------------------------------------------------------------------
-    async def register_room(self, name: str, *, sid: str | None = None) -> Room:
-        """Register a room (idempotent: an existing room keeps its status; a new sid is kept)."""
+    async def register_room(
+        self, name: str, *, sid: str | None = None, livekit_created_at: datetime | None = None
+    ) -> Room:
+        """Register a room (idempotent: an existing room keeps its status).
+
+        ``sid`` and ``livekit_created_at`` fill in what the stored room does not know; a
+        known sid is never replaced: a different one is a new meeting
+        (:meth:`archive_room` first).
+        """
+
+    async def archive_room(self, name: str, *, sid: str) -> Room | None:
+        """Keep the room's current meeting (if its sid is ``sid``) under its own key.
+
+        The meeting, its tracks and its transcript move to :func:`archive_key` (or the next
+        free variant of it), with ``meeting_of`` set to ``name``; a meeting still live
+        becomes ``final_room``, since LiveKit has opened a new room of that name. Afterwards
+        ``name`` is free for :meth:`register_room`. Returns the archived meeting, the one a
+        concurrent caller archived, or ``None`` when the stored sid is not ``sid``.
+        """
+
+    async def complete_idle_room(self, name: str) -> bool:
+        """Move a ``final_room`` room to ``summarizing`` if none of its tracks is pending.
+
+        One atomic step for racing callers (every track status change tries): ``True`` for
+        exactly one of them, and never while a track still records or awaits Whisper.
+        """
 
     async def find_room(self, name: str) -> Room | None:
         """Return the room, or ``None`` when it is not registered."""

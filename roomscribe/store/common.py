@@ -6,12 +6,15 @@ import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from roomscribe.errors import InvalidCursorError, NotFoundError
 from roomscribe.models import (
     FILLABLE_TRACK_FIELDS,
+    LIVE_ROOM_STATUSES,
     Room,
+    RoomStatus,
     Segment,
     SegmentIn,
     Track,
@@ -47,6 +50,36 @@ class StoreLookups:
         if track is None:
             raise NotFoundError(f"track {track_sid!r} is unknown")
         return track
+
+
+def archive_key(name: str, sid: str, n: int = 1) -> str:
+    """The key an earlier meeting of room ``name`` (LiveKit sid ``sid``) is kept under.
+
+    ``n`` > 1 gives the next variants, for the (hostile) case of a room that is already
+    named like the first one.
+    """
+    key = f"{name}@{sid}"
+    return key if n == 1 else f"{key}~{n}"
+
+
+def room_facts(room: Room, sid: str | None, livekit_created_at: datetime | None) -> dict[str, Any]:
+    """What a registration tells about ``room`` that it did not know (never a replacement)."""
+    learned: dict[str, Any] = {}
+    if sid is not None and room.sid is None:
+        learned["sid"] = sid
+    if livekit_created_at is not None and room.livekit_created_at is None:
+        learned["livekit_created_at"] = livekit_created_at
+    return learned
+
+
+def archived_meeting(room: Room, key: str) -> Room:
+    """The room's meeting as kept under ``key`` once LiveKit opened a new room of its name."""
+    update: dict[str, Any] = {"name": key, "meeting_of": room.name}
+    if room.status in LIVE_ROOM_STATUSES:
+        # Its room_finished was lost: LiveKit would not reuse the name of a live room.
+        update["status"] = RoomStatus.FINAL_ROOM
+        update["status_reason"] = "LiveKit opened a new room of the same name"
+    return room.model_copy(update=update)
 
 
 def first_of_each_id(segments: Iterable[SegmentIn]) -> dict[str, SegmentIn]:

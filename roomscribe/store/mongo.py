@@ -10,6 +10,7 @@ on many machines cannot both win.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import (
     AsyncIterator,
@@ -58,10 +59,13 @@ from roomscribe.store.base import (
 from roomscribe.store.common import (
     StoreLookups,
     TrackMeta,
+    archive_key,
+    archived_meeting,
     cursor_text,
     first_of_each_id,
     hidden_by_whisper,
     merge_in_order,
+    room_facts,
     transcript_cursor,
     transcript_page,
     unknown_track_fields,
@@ -80,6 +84,8 @@ S = TypeVar("S")
 
 #: Chunks whose segments are unpacked per aggregation round trip of a transcript query.
 _CHUNK_BATCH = 16
+#: A room archive claimed this long ago is taken over (its claimant died half-way).
+_ARCHIVE_STALE_S = 30.0
 
 
 def _translated(
@@ -235,20 +241,71 @@ class MongoTranscriptStore(StoreLookups):
 
     # Rooms ---------------------------------------------------------------------------------
     @_translated
-    async def register_room(self, name: str, *, sid: str | None = None) -> Room:
-        """Insert the room if new; otherwise only record a new sid."""
-        room = Room(name=name, sid=sid)
-        doc = _doc(room, "name")
+    async def register_room(
+        self, name: str, *, sid: str | None = None, livekit_created_at: datetime | None = None
+    ) -> Room:
+        """Insert the room if new; otherwise fill in the sid and creation time it lacks."""
+        room = Room(name=name, sid=sid, livekit_created_at=livekit_created_at)
         try:
-            await self._rooms.insert_one(doc)
+            await self._rooms.insert_one(_doc(room, "name"))
             return room
         except DuplicateKeyError:
             pass
-        if sid is not None:
+        existing = await self.get_room(name)
+        for field, value in room_facts(existing, sid, livekit_created_at).items():
+            # Conditional on the field being unknown: whoever sets it first wins it.
             await self._rooms.update_one(
-                {"_id": name, "sid": {"$ne": sid}}, {"$set": {"sid": sid, "updated_at": utcnow()}}
+                {"_id": name, field: None}, {"$set": {field: value, "updated_at": utcnow()}}
             )
         return await self.get_room(name)
+
+    @_translated
+    async def archive_room(self, name: str, *, sid: str) -> Room | None:
+        """Move the meeting to its own key: claimed, then idempotent steps.
+
+        Without a transaction the move takes several writes, so one caller claims it (a
+        marker on the room, taken over when stale) and the others wait for it to finish.
+        Every step can be run again after a crash: the archived copy is upserted, tracks
+        and chunks are re-pointed by room, and the current document goes last.
+        """
+        now = utcnow()
+        claimed = await self._rooms.update_one(
+            {
+                "_id": name,
+                "sid": sid,
+                "$or": [
+                    {"archiving": None},
+                    {"archiving": {"$lt": now - timedelta(seconds=_ARCHIVE_STALE_S)}},
+                ],
+            },
+            {"$set": {"archiving": now}},
+        )
+        if not claimed.modified_count:
+            for _ in range(int(_ARCHIVE_STALE_S / 0.1)):
+                doc = await self._rooms.find_one({"_id": name}, {"sid": 1})
+                if doc is None or doc.get("sid") != sid:
+                    break
+                await asyncio.sleep(0.1)
+            return await self._archived(name, sid)
+        room = await self.get_room(name)
+        n = 1
+        while True:
+            taken = await self._rooms.find_one({"_id": archive_key(name, sid, n)})
+            if taken is None or (taken.get("meeting_of") == name and taken.get("sid") == sid):
+                break
+            n += 1
+        archived = archived_meeting(room, archive_key(name, sid, n))
+        key = archived.name
+        await self._rooms.replace_one({"_id": key}, _doc(archived, "name"), upsert=True)
+        await self._tracks.update_many({"room": name}, {"$set": {"room": key}})
+        await self._chunks.update_many({"room": name}, {"$set": {"room": key}})
+        await self._rooms.delete_one({"_id": name, "sid": sid})
+        self._track_meta.clear()
+        return archived
+
+    async def _archived(self, name: str, sid: str) -> Room | None:
+        doc = await self._rooms.find_one({"meeting_of": name, "sid": sid})
+        return None if doc is None else Room.model_validate(doc)
 
     @_translated
     async def find_room(self, name: str) -> Room | None:
@@ -447,6 +504,33 @@ class MongoTranscriptStore(StoreLookups):
         """Count tracks still recording or waiting for / in Whisper."""
         pending = sorted(s.value for s in PENDING_TRACK_STATUSES)
         return await self._tracks.count_documents({"room": room, "status": {"$in": pending}})
+
+    @_translated
+    async def complete_idle_room(self, name: str) -> bool:
+        """Claim the completion, then check the tracks; give it back if one is pending.
+
+        A track that changes status after the check cannot be missed: its own completion
+        attempt either runs after the hand-back (and wins) or fails while this one holds
+        the claim, in which case the re-check after the hand-back sees its new status.
+        """
+        pending = sorted(s.value for s in PENDING_TRACK_STATUSES)
+        busy = {"room": name, "status": {"$in": pending}}
+        while True:
+            if not await self._update_room(
+                name,
+                {"status": RoomStatus.FINAL_ROOM.value},
+                {"$set": {"status": RoomStatus.SUMMARIZING.value, "status_reason": None}},
+            ):
+                return False
+            if await self._tracks.count_documents(busy, limit=1) == 0:
+                return True
+            await self._update_room(
+                name,
+                {"status": RoomStatus.SUMMARIZING.value},
+                {"$set": {"status": RoomStatus.FINAL_ROOM.value}},
+            )
+            if await self._tracks.count_documents(busy, limit=1) > 0:
+                return False
 
     # Segments ------------------------------------------------------------------------------
     async def _live_meta(self, track_sid: str) -> TrackMeta:

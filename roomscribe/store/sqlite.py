@@ -57,10 +57,13 @@ from roomscribe.store.base import (
 from roomscribe.store.common import (
     StoreLookups,
     TrackMeta,
+    archive_key,
+    archived_meeting,
     cursor_number,
     cursor_text,
     first_of_each_id,
     merge_in_order,
+    room_facts,
     transcript_cursor,
     transcript_page,
     unknown_track_fields,
@@ -363,21 +366,62 @@ class SQLiteTranscriptStore(StoreLookups):
         self._save_room(conn, room)
         return True
 
-    async def register_room(self, name: str, *, sid: str | None = None) -> Room:
-        """Register a room; an existing one keeps its status and gains a new sid."""
+    async def register_room(
+        self, name: str, *, sid: str | None = None, livekit_created_at: datetime | None = None
+    ) -> Room:
+        """Register a room; an existing one keeps its status and learns what it lacked."""
 
         def register(conn: sqlite3.Connection) -> Room:
             room = self._load_room(conn, name)
             if room is None:
-                room = Room(name=name, sid=sid)
-            elif sid is None or room.sid == sid:
-                return room
+                room = Room(name=name, sid=sid, livekit_created_at=livekit_created_at)
             else:
-                room.sid = sid
+                learned = room_facts(room, sid, livekit_created_at)
+                if not learned:
+                    return room
+                room = room.model_copy(update=learned)
             self._save_room(conn, room)
             return room
 
         return await self._write(register)
+
+    async def archive_room(self, name: str, *, sid: str) -> Room | None:
+        """Move the meeting, its tracks and its transcript to its own key (one transaction)."""
+
+        def archive(conn: sqlite3.Connection) -> Room | None:
+            room = self._load_room(conn, name)
+            if room is None or room.sid != sid:
+                return self._archived(conn, name, sid)
+            n = 1
+            while conn.execute(
+                "SELECT 1 FROM rooms WHERE name = ?", (archive_key(name, sid, n),)
+            ).fetchone():
+                n += 1
+            archived = archived_meeting(room, archive_key(name, sid, n))
+            conn.execute("DELETE FROM rooms WHERE name = ?", (name,))
+            self._save_room(conn, archived)
+            key = archived.name
+            conn.execute(
+                "UPDATE tracks SET room = ?, doc = json_set(doc, '$.room', ?) WHERE room = ?",
+                (key, key, name),
+            )
+            for table in ("chunks", "segments", "spans"):
+                conn.execute(f"UPDATE {table} SET room = ? WHERE room = ?", (key, name))
+            self._track_meta.clear()
+            return archived
+
+        return await self._write(archive)
+
+    @staticmethod
+    def _archived(conn: sqlite3.Connection, name: str, sid: str) -> Room | None:
+        for (doc,) in conn.execute(
+            "SELECT doc FROM rooms WHERE name >= ? AND name < ?",
+            (archive_key(name, sid), archive_key(name, sid) + "\uffff"),
+        ):
+            room = Room.model_validate_json(doc)
+            if room.meeting_of == name and room.sid == sid:
+                return room
+        return None
 
     async def find_room(self, name: str) -> Room | None:
         """Return the room, or ``None`` when it is not registered."""
@@ -595,6 +639,33 @@ class SQLiteTranscriptStore(StoreLookups):
             ).fetchone()
         )
         return int(row[0])
+
+    async def complete_idle_room(self, name: str) -> bool:
+        """``final_room -> summarizing`` when no track is pending, in one transaction."""
+        pending = sorted(s.value for s in PENDING_TRACK_STATUSES)
+
+        def complete(conn: sqlite3.Connection) -> bool:
+            busy = conn.execute(
+                f"SELECT 1 FROM tracks WHERE room = ? "
+                f"AND status IN ({','.join('?' * len(pending))}) LIMIT 1",
+                (name, *pending),
+            ).fetchone()
+            if busy:
+                room = self._load_room(conn, name)
+                if room is None:
+                    raise NotFoundError(f"room {name!r} is not registered")
+                return False
+
+            def change(room: Room) -> bool:
+                if room.status is not RoomStatus.FINAL_ROOM:
+                    return False
+                room.status = RoomStatus.SUMMARIZING
+                room.status_reason = None
+                return True
+
+            return self._modify_room(conn, name, change)
+
+        return await self._write(complete)
 
     # Segments ------------------------------------------------------------------------------
     def _live_meta(self, conn: sqlite3.Connection, track_sid: str) -> TrackMeta:

@@ -120,6 +120,9 @@ class FakeAsyncCollection:
     async def update_many(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("update_many", *args, **kwargs)
 
+    async def delete_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("delete_one", *args, **kwargs)
+
     async def delete_many(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("delete_many", *args, **kwargs)
 

@@ -79,10 +79,58 @@ async def test_register_room_is_idempotent_and_keeps_status(store: TranscriptSto
     assert await store.transition_room(
         "standup", to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED}
     )
-    again = await store.register_room("standup", sid="RM_2")
+    again = await store.register_room("standup", sid="RM_2", livekit_created_at=T0)
     assert again.status is RoomStatus.ACTIVE
-    assert again.sid == "RM_2"
-    assert (await store.register_room("standup")).sid == "RM_2"
+    # A known sid is never replaced (another sid is another meeting); unknowns fill in.
+    assert again.sid == "RM_1" and again.livekit_created_at == T0
+    assert (await store.register_room("standup")).sid == "RM_1"
+
+
+async def test_archiving_a_meeting_moves_it_whole_and_frees_the_name(
+    store: TranscriptStore,
+) -> None:
+    await store.register_room("standup", sid="RM_1")
+    await store.transition_room("standup", to=RoomStatus.ACTIVE, from_={RoomStatus.REGISTERED})
+    await store.add_participant("standup", "alice")
+    await store.upsert_track(track("TR_a"))
+    await store.append_realtime_segments("TR_a", [seg(1, 1.0), seg(2, 2.0)])
+    # A hostile room already holds the first key variant: the archive takes the next.
+    await store.register_room("standup@RM_1", sid="RM_9")
+    assert await store.archive_room("standup", sid="RM_other") is None
+    racers = await asyncio.gather(*(store.archive_room("standup", sid="RM_1") for _ in range(4)))
+    keys = {r.name for r in racers if r is not None}
+    assert keys == {"standup@RM_1~2"}
+    old = await store.get_room("standup@RM_1~2")
+    assert old.meeting_of == "standup" and old.participants == ["alice"]
+    # Its room_finished never came, but LiveKit only reuses the name of a room that ended.
+    assert old.status is RoomStatus.FINAL_ROOM
+    assert (await store.get_track("TR_a")).room == "standup@RM_1~2"
+    assert [t.track_sid for t in await store.list_tracks("standup@RM_1~2")] == ["TR_a"]
+    rows = await all_pages(store, room="standup@RM_1~2", source=TranscriptSource.REALTIME)
+    assert [i for _, i in rows] == ["s000001", "s000002"]
+    assert await store.find_room("standup") is None
+    assert (await store.get_room("standup@RM_1")).sid == "RM_9"  # the hostile room untouched
+    fresh = await store.register_room("standup", sid="RM_2")
+    assert fresh.status is RoomStatus.REGISTERED and fresh.participants == []
+    assert await store.list_tracks("standup") == []
+    assert await all_pages(store, room="standup", source=TranscriptSource.REALTIME) == []
+
+
+async def test_an_idle_room_completes_once_and_never_with_a_pending_track(
+    store: TranscriptStore,
+) -> None:
+    await store.register_room("standup")
+    await store.upsert_track(track("TR_a"))
+    assert not await store.complete_idle_room("standup")  # not final yet
+    await store.transition_room("standup", to=RoomStatus.FINAL_ROOM, from_={RoomStatus.REGISTERED})
+    assert not await store.complete_idle_room("standup")  # TR_a still records
+    assert (await store.get_room("standup")).status is RoomStatus.FINAL_ROOM
+    await store.set_track_status("TR_a", TrackStatus.FAILED)
+    wins = await asyncio.gather(*(store.complete_idle_room("standup") for _ in range(6)))
+    assert sum(wins) == 1
+    assert (await store.get_room("standup")).status is RoomStatus.SUMMARIZING
+    with pytest.raises(NotFoundError):
+        await store.complete_idle_room("nope")
 
 
 async def test_unknown_room_and_track(store: TranscriptStore) -> None:
