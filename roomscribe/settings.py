@@ -21,6 +21,8 @@ PLACEHOLDER_SECRET = "changethis"
 DEVELOPMENT_SECRETS = frozenset({PLACEHOLDER_SECRET, "secret", "devkey"})
 #: Shortest HMAC secret accepted outside development (RFC 7518 asks for the hash's size).
 MIN_SECRET_BYTES = 32
+#: Seconds a client has to send a request head before the server answers 408 and closes.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 
 class CoreSettings(BaseSettings):
@@ -34,6 +36,13 @@ class CoreSettings(BaseSettings):
     )
 
     environment: Literal["development", "test", "production"] = "development"
+
+    header_timeout_s: float = Field(
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send each request's line and headers (else 408).",
+    )
 
     secret: SecretStr = Field(
         default=SecretStr(PLACEHOLDER_SECRET),

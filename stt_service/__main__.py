@@ -13,7 +13,12 @@ def main() -> None:
     """Read the settings once and serve."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = SttSettings()
-    serve(create_app(settings), host=settings.host, port=settings.port)
+    serve(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        header_timeout_s=settings.header_timeout_s,
+    )
 
 
 if __name__ == "__main__":
