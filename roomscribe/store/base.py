@@ -232,9 +232,10 @@ class TranscriptStore(Protocol):
         Nothing is written unless ``worker`` still holds an unexpired lease: a worker that
         lost its lease (paused, partitioned) cannot overwrite the transcript of the worker
         that took the job over. ``False`` when the lease was lost. SQLite does it in one
-        transaction; MongoDB first extends the lease by ``lease_s`` under the same
-        precondition, so nobody can claim the track while the segments are written, then
-        completes under it again.
+        transaction. MongoDB writes the segments as a new run beside the committed one
+        (first extending the lease by ``lease_s``, so a takeover is unlikely meanwhile),
+        then switches the track to that run and completes it in one document update under
+        the lease; readers only ever see a track's committed run.
         """
 
     async def fail_job(

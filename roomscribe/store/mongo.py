@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import uuid
 from collections.abc import (
     AsyncIterator,
     Callable,
     Collection,
     Coroutine,
-    Iterable,
     Mapping,
     Sequence,
 )
@@ -84,6 +84,7 @@ S = TypeVar("S")
 
 #: Chunks whose segments are unpacked per aggregation round trip of a transcript query.
 _CHUNK_BATCH = 16
+_OLD_CHUNK_INDEX = "track_sid_1_source_1_seq_1"
 #: A room archive claimed this long ago is taken over (its claimant died half-way).
 _ARCHIVE_STALE_S = 30.0
 
@@ -144,10 +145,13 @@ def _chunk_doc(
     source: SegmentSource,
     seq: int,
     segs: list[Document],
+    run: str | None = None,
 ) -> Document:
     room, identity = meta.room, meta.identity
+    extra: Document = {} if run is None else {"run": run}
     return {
-        "_id": f"{track_sid}:{source.value}:{seq}",
+        "_id": f"{track_sid}:{source.value}:{seq}" if run is None else f"{track_sid}:{run}:{seq}",
+        **extra,
         "room": room,
         "track_sid": track_sid,
         "participant_identity": identity,
@@ -202,8 +206,18 @@ class MongoTranscriptStore(StoreLookups):
             )
             await self._tracks.create_index([("room", ASCENDING), ("published_at", ASCENDING)])
             await self._tracks.create_index([("status", ASCENDING), ("job.lease_until", ASCENDING)])
+            # Whisper chunks of a new run are written beside the committed run's, so the
+            # sequence is unique per run; the version-1 index without the run must go.
+            if _OLD_CHUNK_INDEX in await self._chunks.index_information():
+                await self._chunks.drop_index(_OLD_CHUNK_INDEX)
             await self._chunks.create_index(
-                [("track_sid", ASCENDING), ("source", ASCENDING), ("seq", ASCENDING)], unique=True
+                [
+                    ("track_sid", ASCENDING),
+                    ("source", ASCENDING),
+                    ("run", ASCENDING),
+                    ("seq", ASCENDING),
+                ],
+                unique=True,
             )
             await self._chunks.create_index(
                 [("room", ASCENDING), ("source", ASCENDING), ("start", ASCENDING)]
@@ -596,48 +610,75 @@ class MongoTranscriptStore(StoreLookups):
         await self._update_track(track_sid, {}, {"$inc": {"live.segments": len(docs)}})
         return len(docs)
 
-    @_translated
-    async def replace_whisper_segments(
-        self, track_sid: str, segments: Sequence[SegmentIn], *, stats: WhisperStats
-    ) -> None:
-        """Delete the track's Whisper chunks and write the new ones.
+    async def _write_whisper_run(
+        self, track_sid: str, segments: Sequence[SegmentIn], stats: WhisperStats
+    ) -> tuple[str, Document]:
+        """Write a Whisper transcript as a new run, beside the committed one.
 
-        Standalone servers have no transactions, so a reader of ``source=whisper`` may briefly
-        see the track empty during a re-run; ``best`` only switches to Whisper once the track is
-        ``transcribed``, which the worker sets after this returns.
+        Readers see it only once the track names the run (``whisper_run``), which one
+        document update does. Returns the run and the track fields that commit it.
         """
         track = await self.get_track(track_sid)
         stats = with_coverage(stats, track)
         meta = TrackMeta.whisper(track, stats)
         source = SegmentSource.WHISPER
-        await self._chunks.delete_many({"track_sid": track_sid, "source": source.value})
         docs = [_segment_doc(s, meta.origin) for s in first_of_each_id(segments).values()]
         # The count is what was stored (ids de-duplicated): ``best`` relies on it.
         stats = stats.model_copy(update={"segments": len(docs)})
+        run = uuid.uuid4().hex
         chunks = [
-            _chunk_doc(meta, track_sid, source, seq, docs[i : i + self.chunk_size])
+            _chunk_doc(meta, track_sid, source, seq, docs[i : i + self.chunk_size], run)
             for seq, i in enumerate(range(0, len(docs), self.chunk_size))
         ]
         if chunks:
             await self._chunks.insert_many(chunks)
-        await self._update_track(track_sid, {}, {"$set": {"whisper": _plain(stats.model_dump())}})
+        return run, {"whisper": _plain(stats.model_dump()), "whisper_run": run}
+
+    async def _drop_runs(
+        self, track_sid: str, *, keep: str | None = None, only: str | None = None
+    ) -> None:
+        match: Document = {"track_sid": track_sid, "source": SegmentSource.WHISPER.value}
+        match["run"] = {"$ne": keep} if only is None else only
+        await self._chunks.delete_many(match)
+
+    @_translated
+    async def replace_whisper_segments(
+        self, track_sid: str, segments: Sequence[SegmentIn], *, stats: WhisperStats
+    ) -> None:
+        """Write the new Whisper run, switch the track to it, then drop older runs.
+
+        Readers never see a half-written or empty transcript: they follow the track's
+        ``whisper_run``, which one update switches.
+        """
+        run, commit = await self._write_whisper_run(track_sid, segments, stats)
+        await self._update_track(track_sid, {}, {"$set": commit})
+        await self._drop_runs(track_sid, keep=run)
+
+    async def _runs(self, room: str, track_sid: str | None = None) -> list[Document]:
+        """Which Whisper run of each of the room's tracks readers see (chunk filters)."""
+        match: Document = {"room": room, "whisper": {"$ne": None}}
+        if track_sid is not None:
+            match["_id"] = track_sid
+        return [
+            {"track_sid": doc["_id"], "run": doc.get("whisper_run")}
+            async for doc in self._tracks.find(match, {"whisper_run": 1})
+        ]
 
     @_translated
     async def list_chunks(self, track_sid: str, source: SegmentSource) -> list[Chunk]:
-        """Return the chunk metadata in sequence order."""
-        docs = (
-            await self._chunks.find(
-                {"track_sid": track_sid, "source": source.value}, {"segments": 0}
-            )
-            .sort("seq", ASCENDING)
-            .to_list(None)
-        )
+        """Return the chunk metadata in sequence order (Whisper: the committed run)."""
+        match: Document = {"track_sid": track_sid, "source": source.value}
+        if source is SegmentSource.WHISPER:
+            track = await self._tracks.find_one({"_id": track_sid}, {"whisper_run": 1})
+            match["run"] = None if track is None else track.get("whisper_run")
+        docs = await self._chunks.find(match, {"segments": 0}).sort("seq", ASCENDING).to_list(None)
         return [Chunk.model_validate(d) for d in docs]
 
     @_translated
     async def query_transcript(self, query: TranscriptQuery) -> TranscriptPage:
         """Return one page sorted by ``(abs_start, id)``; see TranscriptStore."""
         after = transcript_cursor(query)
+        runs: list[Document] = []
         if query.source is TranscriptSource.BEST:
             coverage: dict[str, tuple[float, float]] = {}
             async for doc in self._tracks.find(
@@ -651,14 +692,16 @@ class MongoTranscriptStore(StoreLookups):
                 span = track.whisper_coverage()
                 if span is not None:
                     coverage[track.track_sid] = span
+                    runs.append({"track_sid": track.track_sid, "run": doc.get("whisper_run")})
             parts = [await self._select(query, SegmentSource.REALTIME, after, hide=coverage)]
-            if coverage:
-                parts.append(
-                    await self._select(query, SegmentSource.WHISPER, after, only=list(coverage))
-                )
+            if runs:
+                parts.append(await self._select(query, SegmentSource.WHISPER, after, runs=runs))
             rows = merge_in_order(parts, query.limit + 1)
+        elif query.source is TranscriptSource.WHISPER:
+            runs = await self._runs(query.room, query.track_sid)
+            rows = await self._select(query, SegmentSource.WHISPER, after, runs=runs)
         else:
-            rows = await self._select(query, SegmentSource(query.source.value), after)
+            rows = await self._select(query, SegmentSource.REALTIME, after)
         return transcript_page(rows, query)
 
     async def _select(
@@ -667,7 +710,7 @@ class MongoTranscriptStore(StoreLookups):
         source: SegmentSource,
         after: list[Any] | None,
         *,
-        only: Iterable[str] | None = None,
+        runs: list[Document] | None = None,
         hide: Mapping[str, tuple[float, float]] | None = None,
     ) -> list[Segment]:
         """The first ``limit + 1`` matching segments of one source, in order.
@@ -681,8 +724,11 @@ class MongoTranscriptStore(StoreLookups):
         seg_match: Document = {}
         if query.track_sid is not None:
             chunk_match["track_sid"] = query.track_sid
-        if only is not None:
-            chunk_match["$and"] = [{"track_sid": {"$in": list(only)}}]
+        if runs is not None:
+            # Whisper: each track's committed run only, never one still being written.
+            if not runs:
+                return []
+            chunk_match["$or"] = runs
         if hide:
             # Chunks wholly inside their track's Whisper span hold only hidden segments:
             # skip them here; segments of chunks that straddle it are filtered one by one.
@@ -864,8 +910,27 @@ class MongoTranscriptStore(StoreLookups):
         if not fenced.matched_count:
             await self.get_track(track_sid)  # NotFoundError for an unknown track
             return False
-        await self.replace_whisper_segments(track_sid, segments, stats=stats)
-        return await self.complete_job(track_sid, worker)
+        run, commit = await self._write_whisper_run(track_sid, segments, stats)
+        # The commit is one document update under the lease: a worker that lost it
+        # meanwhile (paused past the extension) switches nothing, and its run is dropped.
+        committed = await self._tracks.update_one(
+            {"_id": track_sid, **self._held_by(worker), "job.lease_until": {"$gt": utcnow()}},
+            {
+                "$set": {
+                    **commit,
+                    "status": TrackStatus.TRANSCRIBED.value,
+                    "status_reason": None,
+                    "job.lease_until": None,
+                    "job.last_error": None,
+                    "updated_at": utcnow(),
+                }
+            },
+        )
+        if not committed.matched_count:
+            await self._drop_runs(track_sid, only=run)
+            return False
+        await self._drop_runs(track_sid, keep=run)
+        return True
 
     @_translated
     async def fail_job(

@@ -132,6 +132,12 @@ class FakeAsyncCollection:
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
         return int(self._call("count_documents", *args, **kwargs))
 
+    async def index_information(self) -> dict[str, Any]:
+        return dict(self._call("index_information"))
+
+    async def drop_index(self, name: str) -> None:
+        self._call("drop_index", name)
+
     async def create_index(self, *args: Any, **kwargs: Any) -> str:
         return str(self._call("create_index", *args, **kwargs))
 
