@@ -70,7 +70,7 @@ async def test_a_worker_paused_after_its_fence_cannot_overwrite_the_takeover() -
             assert await store.finish_job("TR_a", "w2", segs("w2-", 3), stats=STATS, lease_s=60)
         return result
 
-    store._write_whisper_run = paused_after_writing  # type: ignore[method-assign]
+    store._write_whisper_run = paused_after_writing  # type: ignore[method-assign,assignment]
     assert not await store.finish_job("TR_a", "w1", segs("w1-", 5), stats=STATS, lease_s=0.2)
     track = await store.get_track("TR_a")
     assert track.status is TrackStatus.TRANSCRIBED and track.job.worker == "w2"
@@ -94,7 +94,7 @@ async def test_readers_see_the_committed_run_while_a_rerun_is_written() -> None:
         seen.extend(await whisper_ids(store, TranscriptSource.WHISPER))
         return result
 
-    store._write_whisper_run = check_midway  # type: ignore[method-assign]
+    store._write_whisper_run = check_midway  # type: ignore[method-assign,assignment]
     await store.replace_whisper_segments("TR_a", segs("two-", 4), stats=STATS)
     assert seen == ["one-0", "one-1", "one-2"]  # the new run was written, not yet visible
     assert await whisper_ids(store, TranscriptSource.WHISPER) == [f"two-{i}" for i in range(4)]
