@@ -44,17 +44,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         configured = settings.api_jwt_secret is not None or settings.api_jwks_url is not None
         verifier = ApiTokenVerifier.from_settings(settings) if configured else None
         gateway = LiveKitGateway(settings)
-        summarizer = summarizer_from_settings(
-            gemini_api_key=settings.gemini_api_key,
-            gemini_model=settings.gemini_model,
-            gemini_base_url=settings.gemini_base_url,
-            gemini_api_version=settings.gemini_api_version,
-            llm_base_url=settings.llm_base_url,
-            llm_model=settings.llm_model,
-            llm_api_key=settings.llm_api_key,
-            section_chars=settings.summary_section_chars,
-            timeout_s=settings.summary_timeout_s,
-        )
+        summarizer = summarizer_from_settings(settings.summary)
         lifecycle = RoomLifecycle(transcripts, gateway, metrics, summarizer)
         lifecycle.start()
         app.state.orchestrator = OrchestratorState(

@@ -1,13 +1,51 @@
-"""Settings of the orchestrator (environment prefix ``ROOMSCRIBE_``; LiveKit's own names)."""
+"""Settings of the orchestrator (environment prefix ``ROOMSCRIBE_``; LiveKit's own names).
+
+The summary settings are flat fields of :class:`OrchestratorSettings`, so that their
+environment variables keep their names (``GEMINI_API_KEY``, ``ROOMSCRIBE_LLM_BASE_URL``,
+``ROOMSCRIBE_SUMMARY_SECTION_CHARS``, ...); :attr:`OrchestratorSettings.summary` gathers them
+into one :class:`SummarySettings`, which is what the summarizer is built from.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from roomscribe.errors import ConfigurationError
 from roomscribe.settings import DEVELOPMENT_SECRETS, CoreSettings
+
+
+class SummarySettings(BaseModel):
+    """What the meeting summarizer is built from (``summarizer_from_settings`` takes it).
+
+    Gemini is used when ``gemini_api_key`` is set, else an OpenAI-compatible endpoint when
+    ``llm_base_url`` is, else the extract made without an LLM. Empty strings count as unset.
+
+    Attributes:
+        gemini_api_key: Selects Gemini when set.
+        gemini_model: The Gemini model.
+        gemini_base_url: Another endpoint speaking the Gemini API (proxy, test stand-in).
+        gemini_api_version: The Gemini API version in the URL path.
+        llm_base_url: An OpenAI-compatible API root (``http://localhost:11434/v1``).
+        llm_model: Its model (``None``: the first model the server lists).
+        llm_api_key: Its bearer token, if it wants one.
+        section_chars: Transcript characters one LLM call sees at most.
+        timeout_s: Time limit of one LLM call (``None``: 120 s for Gemini, 300 s for an
+            OpenAI-compatible endpoint).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    gemini_api_version: str = "v1beta"
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    section_chars: int = Field(default=24_000, ge=1000)
+    timeout_s: float | None = Field(default=None, gt=0)
 
 
 class OrchestratorSettings(CoreSettings):
@@ -51,6 +89,21 @@ class OrchestratorSettings(CoreSettings):
     summary_section_chars: int = Field(default=24_000, ge=1000)
     summary_timeout_s: float | None = Field(default=None, gt=0)
     api_page_max: int = Field(default=1000, ge=1)
+
+    @property
+    def summary(self) -> SummarySettings:
+        """The summary settings (the ``gemini_*``, ``llm_*`` and ``summary_*`` fields)."""
+        return SummarySettings(
+            gemini_api_key=self.gemini_api_key,
+            gemini_model=self.gemini_model,
+            gemini_base_url=self.gemini_base_url,
+            gemini_api_version=self.gemini_api_version,
+            llm_base_url=self.llm_base_url,
+            llm_model=self.llm_model,
+            llm_api_key=self.llm_api_key,
+            section_chars=self.summary_section_chars,
+            timeout_s=self.summary_timeout_s,
+        )
 
     @model_validator(mode="after")
     def _require_livekit_credentials(self) -> Self:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from orchestrator_service.settings import OrchestratorSettings, SummarySettings
 from orchestrator_service.summary import (
     EXTRACTIVE_MODEL,
     ExtractiveSummarizer,
@@ -574,9 +576,15 @@ async def test_empty_meeting_needs_no_model(summarizer: GeminiSummarizer) -> Non
 
 async def test_summarizer_from_settings_picks_the_configured_provider() -> None:
     chosen = [
-        summarizer_from_settings(gemini_api_key="k", llm_base_url="http://llm/v1"),
-        summarizer_from_settings(gemini_api_key="", llm_base_url="http://llm/v1", llm_model="m"),
-        summarizer_from_settings(gemini_api_key=" ", llm_base_url=""),
+        summarizer_from_settings(
+            SummarySettings(gemini_api_key=SecretStr("k"), llm_base_url="http://llm/v1")
+        ),
+        summarizer_from_settings(
+            SummarySettings(
+                gemini_api_key=SecretStr(""), llm_base_url="http://llm/v1", llm_model="m"
+            )
+        ),
+        summarizer_from_settings(SummarySettings(gemini_api_key=SecretStr(" "), llm_base_url="")),
     ]
     try:
         assert [type(s) for s in chosen] == [
@@ -592,3 +600,49 @@ async def test_summarizer_from_settings_picks_the_configured_provider() -> None:
     finally:
         for s in chosen:
             await s.aclose()
+
+
+def test_summary_settings_come_from_the_documented_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+    for name, value in {
+        "GEMINI_API_KEY": "gk",
+        "ROOMSCRIBE_GEMINI_MODEL": "gemini-x",
+        "ROOMSCRIBE_GEMINI_BASE_URL": "http://gemini",
+        "ROOMSCRIBE_GEMINI_API_VERSION": "v1",
+        "ROOMSCRIBE_LLM_BASE_URL": "http://llm/v1",
+        "ROOMSCRIBE_LLM_MODEL": "m",
+        "ROOMSCRIBE_LLM_API_KEY": "lk",
+        "ROOMSCRIBE_SUMMARY_SECTION_CHARS": "5000",
+        "ROOMSCRIBE_SUMMARY_TIMEOUT_S": "7.5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    summary = OrchestratorSettings().summary
+
+    assert summary.gemini_api_key is not None and summary.llm_api_key is not None
+    assert (summary.gemini_api_key.get_secret_value(), summary.llm_api_key.get_secret_value()) == (
+        "gk",
+        "lk",
+    )
+    assert summary.model_dump(exclude={"gemini_api_key", "llm_api_key"}) == {
+        "gemini_model": "gemini-x",
+        "gemini_base_url": "http://gemini",
+        "gemini_api_version": "v1",
+        "llm_base_url": "http://llm/v1",
+        "llm_model": "m",
+        "section_chars": 5000,
+        "timeout_s": 7.5,
+    }
+    with pytest.raises(ValidationError):
+        summary.section_chars = 1  # type: ignore[misc]
+
+
+def test_summary_settings_defaults_match_the_orchestrator_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in (*SummarySettings.model_fields, "summary_section_chars", "summary_timeout_s"):
+        monkeypatch.delenv(f"ROOMSCRIBE_{name.upper()}", raising=False)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    assert OrchestratorSettings().summary == SummarySettings()
