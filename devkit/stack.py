@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from devkit.livekit_emulator import Clock, LiveKitEmulator
 from orchestrator_service.app import create_app
-from orchestrator_service.lifecycle import RoomLifecycle
+from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.auth import issue_internal_token
 from roomscribe.objectstore import LocalObjectStore

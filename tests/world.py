@@ -18,7 +18,7 @@ import numpy as np
 
 from devkit.livekit_emulator import Clock, LiveKitEmulator, ManualClock
 from devkit.stack import LocalStack, StackSecrets, local_stack
-from orchestrator_service.lifecycle import RoomLifecycle
+from orchestrator_service.rooms import RoomLifecycle
 from roomscribe.auth import issue_internal_token
 from roomscribe.models import TrackStatus
 from roomscribe.objectstore import LocalObjectStore
