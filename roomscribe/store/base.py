@@ -16,7 +16,6 @@ from typing import Protocol
 from roomscribe.models import (
     Chunk,
     EgressInfo,
-    EgressStatus,
     Room,
     RoomStatus,
     SegmentIn,
@@ -32,29 +31,6 @@ from roomscribe.models import (
 
 #: How many segments a chunk holds when the settings do not say.
 DEFAULT_CHUNK_SIZE = 200
-
-
-def egress_start_claimable(track: Track, now: datetime, stale_after_s: float) -> bool:
-    """The rule of :meth:`TranscriptStore.claim_egress_start` (SQLite applies it in Python)."""
-    egress = track.egress
-    if track.status is not TrackStatus.RECORDING or egress.id is not None:
-        return False
-    if egress.status is None:
-        return True
-    stale = (
-        egress.updated_at is not None and (now - egress.updated_at).total_seconds() > stale_after_s
-    )
-    return egress.status is EgressStatus.STARTING and stale
-
-
-def lease_expired_reason(max_attempts: int) -> str:
-    """Why a track failed when its lease ran out on its last allowed attempt."""
-    return f"Whisper job lease expired on the last of {max_attempts} attempts"
-
-
-def attempts_spent_reason(attempts: int, error: str) -> str:
-    """Why a track failed when its last allowed attempt reported an error."""
-    return f"Whisper failed {attempts} times; last error: {error}"
 
 
 @dataclass(frozen=True)

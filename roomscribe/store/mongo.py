@@ -50,11 +50,10 @@ from roomscribe.models import (
     WhisperStats,
     utcnow,
 )
+from roomscribe.store import jobs
 from roomscribe.store.base import (
     DEFAULT_CHUNK_SIZE,
     RoomPage,
-    attempts_spent_reason,
-    lease_expired_reason,
 )
 from roomscribe.store.common import (
     StoreLookups,
@@ -828,14 +827,7 @@ class MongoTranscriptStore(StoreLookups):
                 "job.lease_until": {"$lt": moment},
                 "job.attempts": {"$gte": max_attempts},
             },
-            {
-                "$set": {
-                    "status": TrackStatus.FAILED.value,
-                    "status_reason": lease_expired_reason(max_attempts),
-                    "job.lease_until": None,
-                    "updated_at": moment,
-                }
-            },
+            {"$set": {**_plain(jobs.lease_lost(max_attempts)), "updated_at": moment}},
         )
         doc = await self._tracks.find_one_and_update(
             {
@@ -847,10 +839,7 @@ class MongoTranscriptStore(StoreLookups):
             },
             {
                 "$set": {
-                    "status": transcribing,
-                    "status_reason": None,
-                    "job.worker": worker,
-                    "job.lease_until": moment + timedelta(seconds=lease_s),
+                    **_plain(jobs.claimed(worker, moment + timedelta(seconds=lease_s))),
                     "updated_at": moment,
                 },
                 "$inc": {"job.attempts": 1},
@@ -860,8 +849,10 @@ class MongoTranscriptStore(StoreLookups):
         )
         return None if doc is None else Track.model_validate(doc)
 
-    def _held_by(self, worker: str) -> Document:
-        return {"status": TrackStatus.TRANSCRIBING.value, "job.worker": worker}
+    @staticmethod
+    def _held_by(worker: str) -> Document:
+        filter_: Document = _plain(jobs.held_by(worker))
+        return filter_
 
     @_translated
     async def renew_lease(self, track_sid: str, worker: str, *, lease_s: float) -> bool:
@@ -877,14 +868,7 @@ class MongoTranscriptStore(StoreLookups):
         return await self._update_track(
             track_sid,
             self._held_by(worker),
-            {
-                "$set": {
-                    "status": TrackStatus.TRANSCRIBED.value,
-                    "status_reason": None,
-                    "job.lease_until": None,
-                    "job.last_error": None,
-                }
-            },
+            {"$set": _plain(jobs.COMPLETED)},
         )
 
     @_translated
@@ -915,16 +899,7 @@ class MongoTranscriptStore(StoreLookups):
         # meanwhile (paused past the extension) switches nothing, and its run is dropped.
         committed = await self._tracks.update_one(
             {"_id": track_sid, **self._held_by(worker), "job.lease_until": {"$gt": utcnow()}},
-            {
-                "$set": {
-                    **commit,
-                    "status": TrackStatus.TRANSCRIBED.value,
-                    "status_reason": None,
-                    "job.lease_until": None,
-                    "job.last_error": None,
-                    "updated_at": utcnow(),
-                }
-            },
+            {"$set": {**commit, **_plain(jobs.COMPLETED), "updated_at": utcnow()}},
         )
         if not committed.matched_count:
             await self._drop_runs(track_sid, only=run)
@@ -938,24 +913,17 @@ class MongoTranscriptStore(StoreLookups):
     ) -> TrackStatus | None:
         """Count a failed attempt; retry later or give up (two exclusive conditional updates)."""
         held = self._held_by(worker)
-        common = {"job.last_error": error, "job.lease_until": None}
         track = await self.get_track(track_sid)
         if await self._update_track(
             track_sid,
             {**held, "job.attempts": {"$gte": max_attempts}},
-            {
-                "$set": {
-                    **common,
-                    "status": TrackStatus.FAILED.value,
-                    "status_reason": attempts_spent_reason(track.job.attempts, error),
-                }
-            },
+            {"$set": _plain(jobs.spent(track.job.attempts, error))},
         ):
             return TrackStatus.FAILED
         if await self._update_track(
             track_sid,
             {**held, "job.attempts": {"$lt": max_attempts}},
-            {"$set": {**common, "status": TrackStatus.RECORDED.value}},
+            {"$set": _plain(jobs.retried(error))},
         ):
             return TrackStatus.RECORDED
         return None
@@ -966,12 +934,5 @@ class MongoTranscriptStore(StoreLookups):
         return await self._update_track(
             track_sid,
             self._held_by(worker),
-            {
-                "$set": {
-                    "status": TrackStatus.RECORDED.value,
-                    "job.lease_until": None,
-                    "job.worker": None,
-                },
-                "$inc": {"job.attempts": -1},
-            },
+            {"$set": _plain(jobs.RELEASED), "$inc": {"job.attempts": -1}},
         )

@@ -47,12 +47,10 @@ from roomscribe.models import (
     Word,
     utcnow,
 )
+from roomscribe.store import jobs
 from roomscribe.store.base import (
     DEFAULT_CHUNK_SIZE,
     RoomPage,
-    attempts_spent_reason,
-    egress_start_claimable,
-    lease_expired_reason,
 )
 from roomscribe.store.common import (
     StoreLookups,
@@ -605,7 +603,7 @@ class SQLiteTranscriptStore(StoreLookups):
         now = utcnow()
 
         def change(track: Track) -> bool:
-            if not egress_start_claimable(track, now, stale_after_s):
+            if not jobs.egress_start_claimable(track, now, stale_after_s):
                 return False
             track.egress = EgressInfo(status=EgressStatus.STARTING, updated_at=now)
             return True
@@ -948,9 +946,7 @@ class SQLiteTranscriptStore(StoreLookups):
                 def give_up(track: Track) -> bool:
                     if track.job.attempts < max_attempts:
                         return False
-                    track.status = TrackStatus.FAILED
-                    track.status_reason = lease_expired_reason(max_attempts)
-                    track.job.lease_until = None
+                    jobs.apply(track, jobs.lease_lost(max_attempts))
                     return True
 
                 self._modify_track(conn, sid, give_up)
@@ -969,24 +965,18 @@ class SQLiteTranscriptStore(StoreLookups):
                 return None
             track = self._load_track(conn, row[0])
             assert track is not None  # read inside the same write transaction
-            track.status = TrackStatus.TRANSCRIBING
-            track.status_reason = None
+            jobs.apply(track, jobs.claimed(worker, moment + timedelta(seconds=lease_s)))
             track.job.attempts += 1
-            track.job.worker = worker
-            track.job.lease_until = moment + timedelta(seconds=lease_s)
             self._save_track(conn, track)
             return track
 
         return await self._write(claim)
 
-    def _holder(self, track: Track, worker: str) -> bool:
-        return track.status is TrackStatus.TRANSCRIBING and track.job.worker == worker
-
     async def renew_lease(self, track_sid: str, worker: str, *, lease_s: float) -> bool:
         """Extend the lease held by ``worker``."""
 
         def change(track: Track) -> bool:
-            if not self._holder(track, worker):
+            if not jobs.holds(track, worker):
                 return False
             track.job.lease_until = datetime.now(UTC) + timedelta(seconds=lease_s)
             return True
@@ -997,12 +987,9 @@ class SQLiteTranscriptStore(StoreLookups):
         """The change that marks a track transcribed, if ``worker`` still holds it."""
 
         def change(track: Track) -> bool:
-            if not self._holder(track, worker):
+            if not jobs.holds(track, worker):
                 return False
-            track.status = TrackStatus.TRANSCRIBED
-            track.status_reason = None
-            track.job.lease_until = None
-            track.job.last_error = None
+            jobs.apply(track, jobs.COMPLETED)
             return True
 
         return change
@@ -1029,7 +1016,7 @@ class SQLiteTranscriptStore(StoreLookups):
             if track is None:
                 raise NotFoundError(f"track {track_sid!r} is unknown")
             lease = track.job.lease_until
-            if not self._holder(track, worker) or lease is None or lease <= now:
+            if not jobs.holds(track, worker) or lease is None or lease <= now:
                 return False
             self._replace_whisper(conn, track, segments, stats)
             return self._modify_track(conn, track_sid, self._completion(worker))
@@ -1042,15 +1029,12 @@ class SQLiteTranscriptStore(StoreLookups):
         """Count a failed attempt; retry later or give up."""
 
         def change(track: Track) -> bool:
-            if not self._holder(track, worker):
+            if not jobs.holds(track, worker):
                 return False
-            track.job.last_error = error
-            track.job.lease_until = None
             if track.job.attempts >= max_attempts:
-                track.status = TrackStatus.FAILED
-                track.status_reason = attempts_spent_reason(track.job.attempts, error)
+                jobs.apply(track, jobs.spent(track.job.attempts, error))
             else:
-                track.status = TrackStatus.RECORDED
+                jobs.apply(track, jobs.retried(error))
             return True
 
         def fail(conn: sqlite3.Connection) -> TrackStatus | None:
@@ -1065,12 +1049,10 @@ class SQLiteTranscriptStore(StoreLookups):
         """Hand an unfinished claim back without counting the attempt."""
 
         def change(track: Track) -> bool:
-            if not self._holder(track, worker):
+            if not jobs.holds(track, worker):
                 return False
-            track.status = TrackStatus.RECORDED
+            jobs.apply(track, jobs.RELEASED)
             track.job.attempts = max(0, track.job.attempts - 1)
-            track.job.lease_until = None
-            track.job.worker = None
             return True
 
         return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
