@@ -186,7 +186,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "webhook_p95_ms": round(percentile(ours, 0.95), 3),
         "reference_p50_ms": round(statistics.median(ref), 3),
         "reference_p95_ms": round(percentile(ref, 0.95), 3),
-        "webhook_p50_ms / reference_p50_ms": round(statistics.median(ours) / statistics.median(ref), 2),
+        "webhook_p50_ms / reference_p50_ms": round(
+            statistics.median(ours) / statistics.median(ref), 2
+        ),
         "burst_n": len(lat),
         "burst_concurrency": args.concurrency,
         "burst_wall_s": round(wall, 3),

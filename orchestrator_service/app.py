@@ -17,8 +17,8 @@ from orchestrator_service.api import router
 from orchestrator_service.deps import OrchestratorState
 from orchestrator_service.errors import error_body, install_error_handlers
 from orchestrator_service.gateway import LiveKitGateway
-from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.metrics import OrchestratorMetrics
+from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.settings import OrchestratorSettings
 from orchestrator_service.summary import summarizer_from_settings
 from roomscribe.auth import ApiTokenVerifier

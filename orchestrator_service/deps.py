@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from livekit import api
 
-from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.metrics import OrchestratorMetrics
+from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.auth import ApiPrincipal, ApiTokenVerifier
 from roomscribe.errors import AuthError
