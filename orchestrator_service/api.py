@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ from orchestrator_service.deps import PrincipalDep, StateDep
 from orchestrator_service.errors import error_body
 from orchestrator_service.exports import ExportFormat, content_disposition, render
 from orchestrator_service.schemas import RoomDetail, RoomPublic, RoomsPage, TrackPublic
-from roomscribe.errors import NotFoundError
+from roomscribe.errors import InvalidCursorError, NotFoundError, StoreError
 from roomscribe.models import (
     RoomStatus,
     Segment,
@@ -23,9 +25,15 @@ from roomscribe.models import (
 )
 from roomscribe.store import TranscriptStore
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/v1", tags=["transcripts"])
 
 _EXPORT_PAGE = 1000
+#: Tries of one export page once the answer is streaming (its status already sent), and the
+#: first wait between them (doubling).
+_EXPORT_ATTEMPTS = 4
+_EXPORT_RETRY_S = 0.25
 
 
 class TranscriptFilters:
@@ -194,15 +202,35 @@ async def track_transcript(
     return await state.store.query_transcript(query)
 
 
-async def _all_segments(store: TranscriptStore, query: TranscriptQuery) -> AsyncIterator[Segment]:
-    cursor = None
+async def _all_segments(
+    store: TranscriptStore, query: TranscriptQuery, first: TranscriptPage
+) -> AsyncIterator[Segment]:
+    """``first``'s segments, then every later page's, read while the answer streams.
+
+    Once the answer has started its status is sent: a store failure on a later page is
+    retried (a failover is over in moments); one that outlasts the retries ends the stream
+    without its last chunk, so the client sees a broken download, never a file that looks
+    whole and lacks the rest of the meeting.
+    """
+    page = first
     while True:
-        page = await store.query_transcript(query.model_copy(update={"cursor": cursor}))
         for seg in page.segments:
             yield seg
         if page.next_cursor is None:
             return
-        cursor = page.next_cursor
+        next_query = query.model_copy(update={"cursor": page.next_cursor})
+        for attempt in range(_EXPORT_ATTEMPTS):
+            try:
+                page = await store.query_transcript(next_query)
+                break
+            except (NotFoundError, InvalidCursorError):
+                raise  # the store answered: no retry changes that
+            except StoreError as exc:
+                if attempt == _EXPORT_ATTEMPTS - 1:
+                    log.error("export cut off: the store failed mid-stream: %s", exc)
+                    raise
+                log.warning("export page failed, retrying: %s", exc)
+                await asyncio.sleep(_EXPORT_RETRY_S * 2**attempt)
 
 
 @router.get(
@@ -224,8 +252,10 @@ async def export_transcript(
         t.participant_identity: t.participant_name or t.participant_identity for t in tracks
     }
     query = filters.query(room, limit=_EXPORT_PAGE, cursor=None)
+    # The first page before the answer starts: a store that fails now gets a clean 503.
+    first = await state.store.query_transcript(query)
     body = render(
-        fmt, _all_segments(state.store, query), origin=origin, speakers=speakers, room=room
+        fmt, _all_segments(state.store, query, first), origin=origin, speakers=speakers, room=room
     )
     return StreamingResponse(
         body,

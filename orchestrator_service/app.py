@@ -94,7 +94,13 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         try:
             await state.store.ping()
         except StoreError as exc:
-            return JSONResponse(error_body("store_unavailable", str(exc)), status_code=503)
+            # The driver's text names hosts and the topology: the log has it, an
+            # unauthenticated probe does not.
+            log.warning("readiness: the store does not answer: %s", exc)
+            return JSONResponse(
+                error_body("store_unavailable", "the transcript store does not answer"),
+                status_code=503,
+            )
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["ops"])

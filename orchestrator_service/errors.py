@@ -1,9 +1,16 @@
 """How errors leave the API: one JSON shape, the right status, nothing leaked.
 
 Every error response is ``{"error": {"code": "...", "message": "..."}}``.
+
+A store that cannot be reached (a failover, a network blip, a timeout) answers ``503`` with
+``Retry-After``: the same request a moment later is expected to work (every write the API
+makes is idempotent, so repeating one whose answer was lost is safe). The driver's own text
+(hosts, index names, the topology) goes to the log, never into the answer.
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,12 +19,18 @@ from starlette.exceptions import HTTPException
 
 from roomscribe.errors import (
     AuthError,
+    ConflictError,
     InvalidCursorError,
     NotFoundError,
     PermissionDeniedError,
     StoreError,
     TokenExpiredError,
 )
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client should wait before repeating a request the store could not serve.
+STORE_RETRY_AFTER_S = 2
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -47,11 +60,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def bad_cursor(_: Request, exc: InvalidCursorError) -> JSONResponse:
         return JSONResponse(error_body("invalid_cursor", str(exc)), status_code=400)
 
+    @app.exception_handler(ConflictError)
+    async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        # A StoreError, but the store answered: it is the state that changed, not the store
+        # that is away, so a 503 (retry the same thing) would be wrong.
+        return JSONResponse(error_body("conflict", str(exc)), status_code=409)
+
     @app.exception_handler(StoreError)
-    async def store_down(_: Request, exc: StoreError) -> JSONResponse:
+    async def store_down(request: Request, exc: StoreError) -> JSONResponse:
+        log.warning(
+            "store unavailable: %s",
+            exc,
+            extra={"path": request.url.path, "error": type(exc.__cause__ or exc).__name__},
+        )
         return JSONResponse(
-            error_body("store_unavailable", "the transcript store is unavailable"),
+            error_body("store_unavailable", "the transcript store is unavailable; retry later"),
             status_code=503,
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(RequestValidationError)

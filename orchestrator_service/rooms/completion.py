@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from orchestrator_service.rooms.core import (
-    LifecycleCore,
-)
+from orchestrator_service.rooms.core import LifecycleCore, UnsavedSummary
 from orchestrator_service.summary import (
     ExtractiveSummarizer,
     SummaryError,
@@ -48,11 +46,36 @@ class RoomCompletion(LifecycleCore):
         Called on every track status change and on finalize, possibly concurrently: the
         store's atomic ``final_room -> summarizing`` step lets exactly one caller win, and
         never while a track is pending.
+
+        Raises:
+            StoreError: the store failed; the claim may have been applied, so the next try
+                (the caller's, or the reconciler's) takes the room back first.
         """
-        if not await self._store.complete_idle_room(room_name):
+        if room_name in self._unsure_claims and not self._summarizing(room_name):
+            await self._take_back(room_name, "completion interrupted by a store failure")
+        try:
+            won = await self._store.complete_idle_room(room_name)
+        except StoreError:
+            # The claim is more than one write on some stores, and an answer can be lost
+            # after the write: the room may now be summarizing with nobody summarizing it.
+            self._unsure_claims.add(room_name)
+            raise
+        self._unsure_claims.discard(room_name)
+        if not won:
             return False
         self._summarize_in_background(room_name)
         return True
+
+    def _summarizing(self, room_name: str) -> bool:
+        """Whether this process runs a summary of the room now."""
+        return any(t.get_name() == f"summary-{room_name}" for t in self._summaries)
+
+    async def _take_back(self, room_name: str, reason: str) -> None:
+        """A summarizing room nobody here summarizes goes back to final_room to be retried."""
+        await self._store.transition_room(
+            room_name, to=RoomStatus.FINAL_ROOM, from_={RoomStatus.SUMMARIZING}, reason=reason
+        )
+        self._unsure_claims.discard(room_name)
 
     async def regenerate_summary(self, room_name: str) -> bool:
         """Summarize a completed (or failed-summary) room again; ``False`` if it is not ready."""
@@ -75,6 +98,19 @@ class RoomCompletion(LifecycleCore):
         task.add_done_callback(self._summaries.discard)
 
     async def _summarize(self, room_name: str) -> None:
+        unsaved = self._unsaved_summaries.pop(room_name, None)
+        if unsaved is not None:
+            try:
+                meeting = _meeting_key(await self._store.get_room(room_name))
+            except Exception as exc:  # a task boundary: the room must not stay stuck
+                self._unsaved_summaries[room_name] = unsaved
+                await self._crashed(room_name, exc)
+                return
+            if meeting == unsaved.meeting:
+                # Made before the store failed to save it: store it, rather than pay (and
+                # wait) for the same summary again.
+                await self._complete(room_name, unsaved.summary, reason=unsaved.reason)
+                return
         try:
             summary = await summarize_room(self._store, room_name, self._summarizer)
         except SummaryError as exc:
@@ -110,13 +146,48 @@ class RoomCompletion(LifecycleCore):
     async def _complete(
         self, room_name: str, summary: Summary, *, reason: str | None = None
     ) -> None:
+        try:
+            await self._store.set_summary(room_name, summary)
+            await self._store.transition_room(
+                room_name, to=RoomStatus.COMPLETED, from_={RoomStatus.SUMMARIZING}, reason=reason
+            )
+        except StoreError as exc:
+            await self._keep_unsaved(room_name, summary, reason, exc)
+            return
         self._summary_failures.pop(room_name, None)
-        await self._store.set_summary(room_name, summary)
-        await self._store.transition_room(
-            room_name, to=RoomStatus.COMPLETED, from_={RoomStatus.SUMMARIZING}, reason=reason
-        )
+        self._unsaved_summaries.pop(room_name, None)
         self._metrics.summaries.labels(outcome="ok").inc()
         self._metrics.rooms_completed.inc()
+
+    async def _keep_unsaved(
+        self, room_name: str, summary: Summary, reason: str | None, exc: StoreError
+    ) -> None:
+        """The store failed while saving a summary: keep it here for the next try."""
+        log.warning("summary made but not stored, will retry: %s", exc, extra={"room": room_name})
+        try:
+            meeting = _meeting_key(await self._store.get_room(room_name))
+        except StoreError:
+            meeting = None
+        if meeting is None:
+            # Which meeting it summarizes is unknown: asking the LLM again is the safe way.
+            await self._hand_back(room_name, f"summary not stored, will retry: {exc}")
+            return
+        self._unsaved_summaries[room_name] = UnsavedSummary(meeting, summary, reason)
+        try:
+            handed = await self._store.transition_room(
+                room_name,
+                to=RoomStatus.FINAL_ROOM,
+                from_={RoomStatus.SUMMARIZING},
+                reason=f"summary not stored, will retry: {exc}",
+            )
+        except StoreError as again:
+            # Left summarizing; the reconciler sees the unsaved summary and takes it back.
+            log.warning("could not hand a room back: %s", again, extra={"room": room_name})
+            return
+        if not handed:
+            # No longer summarizing: the completion was applied and only its answer lost,
+            # or the room moved on (a new meeting, a regenerate) without this summary.
+            self._unsaved_summaries.pop(room_name, None)
 
     async def _crashed(self, room_name: str, exc: BaseException) -> None:
         log.error("summary crashed", exc_info=exc, extra={"room": room_name})
@@ -137,9 +208,12 @@ class RoomCompletion(LifecycleCore):
     async def _resume_stale_summary(self, room: Room) -> None:
         # A summary whose process died leaves the room summarizing; another instance may be
         # working on it, so only one stale for far longer than any summary run is restarted.
+        # One this process knows nobody runs (its claim or its save failed) is taken at once.
+        if self._summarizing(room.name):
+            return
+        mine = room.name in self._unsure_claims or room.name in self._unsaved_summaries
         age = (utcnow() - room.updated_at).total_seconds()
-        mine = any(t.get_name() == f"summary-{room.name}" for t in self._summaries)
-        if mine or age < self.stale_summary_s:
+        if not mine and age < self.stale_summary_s:
             return
         if await self._store.transition_room(
             room.name,
@@ -147,5 +221,11 @@ class RoomCompletion(LifecycleCore):
             from_={RoomStatus.SUMMARIZING},
             reason="summary interrupted; retrying",
         ):
+            self._unsure_claims.discard(room.name)
             self._metrics.repairs.labels(kind="stale_summary").inc()
             await self.check_and_complete_room(room.name)
+
+
+def _meeting_key(room: Room) -> str:
+    """Which meeting of a room name this is: a reused name is a new meeting (a new sid)."""
+    return f"{room.sid}@{room.created_at.isoformat()}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -26,6 +27,7 @@ from orchestrator_service.summary import (
 from roomscribe.models import (
     Room,
     RoomStatus,
+    Summary,
     utcnow,
 )
 from roomscribe.store import TranscriptStore
@@ -55,6 +57,15 @@ ENDED = {
 RECORDED = {LkEgressStatus.EGRESS_COMPLETE, LkEgressStatus.EGRESS_LIMIT_REACHED}
 #: Rooms whose meeting was considered over and summarized (or being summarized).
 DONE_ROOM = {RoomStatus.SUMMARIZING, RoomStatus.COMPLETED, RoomStatus.FAILED}
+
+
+@dataclass(frozen=True)
+class UnsavedSummary:
+    """A summary the store failed to save, and the meeting (room sid) it summarizes."""
+
+    meeting: str | None
+    summary: Summary
+    reason: str | None
 
 
 class PermanentLiveKitError(Exception):
@@ -130,6 +141,12 @@ class LifecycleCore:
         #: Transient summary failures of one room before the extractive summary is stored.
         self.max_summary_attempts = 5
         self._summary_failures: dict[str, int] = {}
+        #: Summaries made but not stored (the store failed while saving them), by room, with
+        #: the meeting they belong to: the next attempt stores them instead of asking again.
+        self._unsaved_summaries: dict[str, UnsavedSummary] = {}
+        #: Rooms whose completion claim may have been applied although its answer was lost:
+        #: a room left ``summarizing`` with no summary here is taken back at the next try.
+        self._unsure_claims: set[str] = set()
         #: How long LiveKit must go on not listing a live room before it is finalized (a
         #: room is listed a moment after its first participant joins).
         self.room_gone_grace_s = 60.0
