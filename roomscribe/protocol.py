@@ -3,6 +3,12 @@
 Text frames carry JSON messages discriminated by ``type``; binary frames carry audio as an
 8-byte little-endian unsigned sample offset from the track's start followed by PCM s16le
 mono. The offset keeps timestamps true across reconnects and makes gaps measurable.
+
+Nothing is lost across a crash of either side: the server sends ``committed`` once the audio
+before an offset is durable (its finals are stored, or it held no words), and only then may
+the client forget that audio. A reconnecting client resends what it still holds; ``ready``
+says where the server already holds everything (``resume_offset``), so nothing is
+recognized, or stored, twice.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     UNSUPPORTED_DATA = 1003  # bad data: malformed JSON, bad audio, oversized frames
-    GOING_AWAY = 1001  # the client went idle past the server's limit
+    GOING_AWAY = 1001  # the client went idle past the server's limit; reconnect when audio comes
     POLICY_VIOLATION = 1008  # authentication failed
     SERVICE_RESTART = 1012  # the server is shutting down; reconnect and resume
     TRY_AGAIN_LATER = 1013  # overloaded, or this client's circuit breaker is open
@@ -49,6 +55,7 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded"
     BREAKER_OPEN = "breaker_open"
     IDLE_TIMEOUT = "idle_timeout"
+    TRACK_MISMATCH = "track_mismatch"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
 
@@ -74,6 +81,11 @@ class StartMessage(_Message):
         allow_inf_nan=False,
         description="Epoch seconds, on the agent's clock, of the stream's sample 0.",
     )
+    store: bool = Field(
+        default=True,
+        description="Store the finals as the track's live transcript. False for a stream "
+        "with no track behind it (a plain STT call): results are sent, nothing is stored.",
+    )
 
 
 class FlushMessage(_Message):
@@ -82,13 +94,25 @@ class FlushMessage(_Message):
     type: Literal["flush"] = "flush"
 
 
+class KeepaliveMessage(_Message):
+    """The stream goes on without audio (a muted or paused track); resets the idle timer.
+
+    A client sends one every few seconds while it has no audio to send; a stream that sends
+    neither audio nor keepalives for the server's idle limit is closed (retryably).
+    """
+
+    type: Literal["keepalive"] = "keepalive"
+
+
 class EndMessage(_Message):
     """Ends the stream; the server sends the last final, then closes."""
 
     type: Literal["end"] = "end"
 
 
-ClientMessage = Annotated[StartMessage | FlushMessage | EndMessage, Field(discriminator="type")]
+ClientMessage = Annotated[
+    StartMessage | FlushMessage | KeepaliveMessage | EndMessage, Field(discriminator="type")
+]
 
 
 # Server -> client ---------------------------------------------------------------------------
@@ -97,7 +121,11 @@ class ReadyMessage(_Message):
 
     type: Literal["ready"] = "ready"
     resume_offset: int = Field(
-        default=0, description="Sample offset the server expects next (non-zero on reconnect)."
+        default=0,
+        ge=0,
+        description="The server already holds everything before this sample offset (stored "
+        "finals, or audio without words): the client sends audio from here on and may forget "
+        "what comes before. Non-zero when a track's stream reconnects.",
     )
 
 
@@ -136,6 +164,20 @@ class FinalMessage(_Message):
     )
 
 
+class CommittedMessage(_Message):
+    """Everything before ``offset`` is durable: the client may forget that audio.
+
+    Audio before ``offset`` (client samples from the track's start) is either in finals the
+    server has stored (or, for a stream with ``store: false``, has sent) or held no words.
+    Offsets only grow. Until an offset is committed the client keeps its audio, and resends
+    it after a reconnect; a final sent but not yet committed may be sent again then, with the
+    same ``segment_id`` where the audio is the same.
+    """
+
+    type: Literal["committed"] = "committed"
+    offset: int = Field(ge=0)
+
+
 class StatsMessage(_Message):
     """Audio accounting for the stream: nothing is dropped without being counted here."""
 
@@ -155,7 +197,7 @@ class ErrorMessage(_Message):
 
 
 ServerMessage = Annotated[
-    ReadyMessage | PartialMessage | FinalMessage | StatsMessage | ErrorMessage,
+    ReadyMessage | PartialMessage | FinalMessage | CommittedMessage | StatsMessage | ErrorMessage,
     Field(discriminator="type"),
 ]
 
