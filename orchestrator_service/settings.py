@@ -58,8 +58,11 @@ class OrchestratorSettings(CoreSettings):
         "livekit_api_secret": "LIVEKIT_API_SECRET",
     }
 
-    host: str = "0.0.0.0"
-    port: int = 8000
+    orchestrator_host: str = Field(
+        default="127.0.0.1",
+        description="Address the REST API listens on (0.0.0.0 in a container).",
+    )
+    orchestrator_port: int = Field(default=8000, gt=0, lt=65536)
     livekit_url: str = Field(
         default="http://localhost:7880",
         validation_alias=AliasChoices("LIVEKIT_URL", "ROOMSCRIBE_LIVEKIT_URL"),

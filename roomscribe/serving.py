@@ -20,7 +20,9 @@ pick httptools, which has no such timeout either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +35,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from roomscribe.settings import DEFAULT_HEADER_TIMEOUT_S
 
 ShutdownHook = Callable[[], Awaitable[None]]
+
+log = logging.getLogger("roomscribe.serving")
+
+
+def _app_name(app: Any) -> str:
+    return str(getattr(app, "title", type(app).__name__))
 
 
 def add_shutdown_hook(app: Any, hook: ShutdownHook) -> None:
@@ -50,11 +58,25 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._app = app
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does, then say where the service listens (once it does)."""
+        await super().startup(sockets)
+        if self.started:
+            config = self.config
+            log.info(
+                "ready",
+                extra={
+                    "address": f"http://{config.host}:{config.port}",
+                    "app": _app_name(self._app),
+                },
+            )
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Drain the app, then shut down as uvicorn does."""
         for hook in getattr(self._app.state, "before_shutdown", []):
             await hook()
         await super().shutdown(sockets)
+        log.info("stopped", extra={"app": _app_name(self._app)})
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -204,10 +226,20 @@ def serve(
         header_timeout_s: Seconds a client has to deliver each request head (the settings'
             ``header_timeout_s``, ``ROOMSCRIBE_HEADER_TIMEOUT_S``).
     """
+    # log_config=None: uvicorn's records go through the service's own handlers (one format,
+    # text or JSON) instead of a second, differently formatted stream.
     config = _config(
-        app, header_timeout_s=header_timeout_s, host=host, port=port, proxy_headers=True
+        app,
+        header_timeout_s=header_timeout_s,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        log_config=None,
     )
-    DrainingServer(config, app).run()
+    # uvicorn re-raises the signal that stopped it once it has shut down cleanly: a SIGINT
+    # would end in a KeyboardInterrupt traceback after an orderly stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        DrainingServer(config, app).run()
 
 
 @asynccontextmanager
