@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from orchestrator_service.deps import PrincipalDep, StateDep
 from orchestrator_service.errors import error_body
 from orchestrator_service.exports import ExportFormat, content_disposition, render
+from orchestrator_service.openapi import error_responses
 from orchestrator_service.schemas import RoomDetail, RoomPublic, RoomsPage, TrackPublic
 from roomscribe.errors import InvalidCursorError, NotFoundError, StoreError
 from roomscribe.models import (
@@ -27,7 +28,8 @@ from roomscribe.store import TranscriptStore
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["transcripts"])
+# Every public route can answer these; each route adds the ones particular to it.
+router = APIRouter(prefix="/v1", tags=["transcripts"], responses=error_responses(401, 422, 503))
 
 _EXPORT_PAGE = 1000
 #: Tries of one export page once the answer is streaming (its status already sent), and the
@@ -100,7 +102,12 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Cursor = Annotated[str | None, Query(description="``next_cursor`` of the previous page.")]
 
 
-@router.get("/rooms", response_model=RoomsPage, summary="List rooms, newest first")
+@router.get(
+    "/rooms",
+    response_model=RoomsPage,
+    summary="List rooms, newest first",
+    responses=error_responses(400),
+)
 async def list_rooms(
     state: StateDep,
     principal: PrincipalDep,
@@ -129,7 +136,7 @@ class SummaryRequested(BaseModel):
     response_model=SummaryRequested,
     status_code=202,
     summary="Summarize a room again (admin)",
-    responses={409: {"description": "The room still has tracks pending, or is summarizing"}},
+    responses=error_responses(403, 404, 409),
 )
 async def regenerate_summary(room: str, state: StateDep, principal: PrincipalDep) -> Any:
     """Run the summary again, e.g. after a failed LLM call or with a better model."""
@@ -148,7 +155,12 @@ async def regenerate_summary(room: str, state: StateDep, principal: PrincipalDep
     return SummaryRequested(room=room, status=RoomStatus.SUMMARIZING)
 
 
-@router.get("/rooms/{room}", response_model=RoomDetail, summary="A room with its tracks")
+@router.get(
+    "/rooms/{room}",
+    response_model=RoomDetail,
+    summary="A room with its tracks",
+    responses=error_responses(403, 404),
+)
 async def get_room(room: str, state: StateDep, principal: PrincipalDep) -> RoomDetail:
     """The room's status, participants, summary, and every track with its live stats."""
     principal.require_room(room)
@@ -164,6 +176,7 @@ async def get_room(room: str, state: StateDep, principal: PrincipalDep) -> RoomD
     "/rooms/{room}/transcript",
     response_model=TranscriptPage,
     summary="A room's transcript, one page at a time",
+    responses=error_responses(400, 403, 404),
 )
 async def room_transcript(
     room: str,
@@ -183,6 +196,7 @@ async def room_transcript(
     "/rooms/{room}/tracks/{track_sid}/transcript",
     response_model=TranscriptPage,
     summary="One track's transcript",
+    responses=error_responses(400, 403, 404),
 )
 async def track_transcript(
     room: str,
@@ -237,7 +251,10 @@ async def _all_segments(
     "/rooms/{room}/transcript.{fmt}",
     summary="Export a room's transcript (srt, vtt, txt, json)",
     response_class=StreamingResponse,
-    responses={200: {"content": {f.media_type.split(";")[0]: {} for f in ExportFormat}}},
+    responses={
+        200: {"content": {f.media_type.split(";")[0]: {} for f in ExportFormat}},
+        **error_responses(403, 404),
+    },
 )
 async def export_transcript(
     room: str, fmt: ExportFormat, state: StateDep, principal: PrincipalDep, filters: Filters

@@ -18,6 +18,7 @@ from orchestrator_service.deps import OrchestratorState
 from orchestrator_service.errors import error_body, install_error_handlers
 from orchestrator_service.gateway import LiveKitGateway
 from orchestrator_service.metrics import OrchestratorMetrics
+from orchestrator_service.openapi import error_responses, serve_local_docs
 from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.settings import OrchestratorSettings
 from orchestrator_service.summary import summarizer_from_settings
@@ -75,7 +76,12 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         version="0.1.0",
         summary="Transcripts of LiveKit rooms: live, corrected by Whisper, summarized.",
         lifespan=lifespan,
+        # Served below from the installed Swagger UI package: the default pages load their
+        # script from a CDN and stay blank offline. ReDoc has no such package; it is off.
+        docs_url=None,
+        redoc_url=None,
     )
+    serve_local_docs(app)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(hooks.router)
@@ -85,7 +91,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses=error_responses(503))
     async def readyz() -> JSONResponse:
         """The transcript store answers."""
         state: OrchestratorState | None = getattr(app.state, "orchestrator", None)

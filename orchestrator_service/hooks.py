@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from orchestrator_service.deps import StateDep
 from orchestrator_service.errors import error_body
+from orchestrator_service.openapi import error_responses
 from orchestrator_service.schemas import RoomPublic
 from roomscribe.auth import InternalClaims, verify_internal_token
 from roomscribe.errors import AuthError
@@ -28,7 +29,7 @@ _MAX_WEBHOOK_BYTES = 1 << 20
 @router.post(
     "/v1/webhooks/livekit",
     summary="LiveKit webhook receiver",
-    responses={401: {"description": "Missing, forged or tampered signature"}},
+    responses=error_responses(401, 413, 422),
 )
 async def livekit_webhook(
     request: Request,
@@ -106,7 +107,9 @@ class FinalizeResult(BaseModel):
     completed: bool
 
 
-@router.post("/v1/internal/rooms/{room}/register", response_model=RoomPublic)
+@router.post(
+    "/v1/internal/rooms/{room}/register", response_model=RoomPublic, include_in_schema=False
+)
 async def register_room(room: str, state: StateDep, caller: Internal) -> RoomPublic:
     """Register a room for transcription and start recording tracks already published."""
     registered = await state.lifecycle.register(room)
@@ -114,7 +117,9 @@ async def register_room(room: str, state: StateDep, caller: Internal) -> RoomPub
     return RoomPublic.model_validate(registered.model_dump())
 
 
-@router.post("/v1/internal/rooms/{room}/finalize", response_model=FinalizeResult)
+@router.post(
+    "/v1/internal/rooms/{room}/finalize", response_model=FinalizeResult, include_in_schema=False
+)
 async def finalize_room(room: str, state: StateDep, caller: Internal) -> FinalizeResult:
     """The meeting ended: mark the room final (it completes when no track is pending)."""
     await state.store.get_room(room)
@@ -124,7 +129,11 @@ async def finalize_room(room: str, state: StateDep, caller: Internal) -> Finaliz
     return FinalizeResult(room=RoomPublic.model_validate(found.model_dump()), completed=completed)
 
 
-@router.post("/v1/internal/tracks/{track_sid}/job-finished", response_model=FinalizeResult)
+@router.post(
+    "/v1/internal/tracks/{track_sid}/job-finished",
+    response_model=FinalizeResult,
+    include_in_schema=False,
+)
 async def track_job_finished(track_sid: str, state: StateDep, caller: Internal) -> FinalizeResult:
     """A Whisper worker finished (or gave up on) a track: complete the room if it can."""
     track = await state.store.get_track(track_sid)
