@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -54,20 +57,29 @@ class TranscriptFilters:
             ),
         ] = TranscriptSource.BEST,
         time_from: Annotated[
-            float | None,
-            Query(alias="from", description="Segments ending after this time (epoch seconds)."),
+            str | None,
+            Query(
+                alias="from",
+                description="Segments ending after this time: epoch seconds or ISO 8601 "
+                "(2026-11-21T09:05:00Z; a time without a zone is UTC).",
+                examples=["2026-11-21T09:05:00Z", "1795251900"],
+            ),
         ] = None,
         time_to: Annotated[
-            float | None,
-            Query(alias="to", description="Segments starting before this time (epoch seconds)."),
+            str | None,
+            Query(
+                alias="to",
+                description="Segments starting before this time: epoch seconds or ISO 8601.",
+                examples=["2026-11-21T09:30:00+01:00"],
+            ),
         ] = None,
         min_confidence: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     ) -> None:
         """Collect the filters from the query string."""
         self.participant = participant
         self.source = source
-        self.time_from = time_from
-        self.time_to = time_to
+        self.time_from = _instant("from", time_from)
+        self.time_to = _instant("to", time_to)
         self.min_confidence = min_confidence
 
     def query(
@@ -79,11 +91,7 @@ class TranscriptFilters:
             and self.time_to is not None
             and self.time_from > self.time_to
         ):
-            from fastapi.exceptions import RequestValidationError
-
-            raise RequestValidationError(
-                [{"loc": ("query", "from"), "msg": "'from' is after 'to'", "type": "value_error"}]
-            )
+            raise _invalid("from", "'from' is after 'to'")
         return TranscriptQuery(
             room=room,
             track_sid=track_sid,
@@ -95,6 +103,34 @@ class TranscriptFilters:
             limit=limit,
             cursor=cursor,
         )
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"loc": ("query", field), "msg": message, "type": "value_error"}]
+    )
+
+
+def _instant(field: str, value: str | None) -> float | None:
+    """Epoch seconds from a query value: a number of seconds or an ISO 8601 time."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise _invalid(
+                field, f"{value[:40]!r} is neither epoch seconds nor an ISO 8601 time"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp()
+    if not math.isfinite(seconds) or not -1e11 < seconds < 1e11:
+        raise _invalid(field, f"{value[:40]!r} is not a time this API can hold")
+    return seconds
 
 
 Filters = Annotated[TranscriptFilters, Depends()]
@@ -257,9 +293,24 @@ async def _all_segments(
     },
 )
 async def export_transcript(
-    room: str, fmt: ExportFormat, state: StateDep, principal: PrincipalDep, filters: Filters
+    room: str,
+    fmt: ExportFormat,
+    request: Request,
+    state: StateDep,
+    principal: PrincipalDep,
+    filters: Filters,
 ) -> StreamingResponse:
-    """The whole transcript, streamed; times start at the meeting's earliest track time."""
+    """The whole transcript, streamed; times start at the meeting's earliest track time.
+
+    An export is the whole transcript (as filtered): ``limit`` and ``cursor`` belong to the
+    paged JSON endpoint and are refused here rather than silently ignored.
+    """
+    paging = sorted({"limit", "cursor"} & set(request.query_params))
+    if paging:
+        raise _invalid(
+            paging[0],
+            "exports are never paged; page with /v1/rooms/{room}/transcript instead",
+        )
     principal.require_room(room)
     found = await state.store.get_room(room)
     tracks = await state.store.list_tracks(room)

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from enum import StrEnum
+from typing import Any
 from urllib.parse import quote
 
 from roomscribe.models import Segment
@@ -79,6 +80,23 @@ def _span(seg: Segment, origin: float) -> tuple[float, float]:
     return start, max(start + 0.04, seg.abs_end - origin)
 
 
+#: Digits kept in the JSON export: times to the millisecond (what every other format shows),
+#: confidences to four places. Recognizers work in float32; ``0.2999999523162842`` is noise.
+_TIME_DIGITS = 3
+_CONFIDENCE_DIGITS = 4
+
+
+def _rounded(value: Any, key: str = "") -> Any:
+    """``value`` with every float rounded for the export (recursively)."""
+    if isinstance(value, float):
+        return round(value, _CONFIDENCE_DIGITS if key == "confidence" else _TIME_DIGITS)
+    if isinstance(value, dict):
+        return {k: _rounded(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, key) for v in value]
+    return value
+
+
 async def render(
     fmt: ExportFormat,
     segments: AsyncIterator[Segment],
@@ -100,7 +118,8 @@ async def render(
     if fmt is ExportFormat.VTT:
         yield "WEBVTT\n\n"
     elif fmt is ExportFormat.JSON:
-        yield json.dumps({"room": room, "origin": origin})[:-1] + ', "segments": ['
+        header = {"room": room, "origin": round(origin, _TIME_DIGITS)}
+        yield json.dumps(header)[:-1] + ', "segments": ['
     async for seg in segments:
         index += 1
         speaker = _one_line(speakers.get(seg.participant_identity, seg.participant_identity))
@@ -120,6 +139,6 @@ async def render(
             yield f"[{clock(start)[:-4]}] {speaker}: {text}\n"
         else:
             item = seg.model_dump(mode="json") | {"speaker": speaker, "offset_s": start}
-            yield ("," if index > 1 else "") + "\n" + json.dumps(item)
+            yield ("," if index > 1 else "") + "\n" + json.dumps(_rounded(item))
     if fmt is ExportFormat.JSON:
         yield "\n]}\n"

@@ -177,11 +177,8 @@ async def test_room_detail_has_tracks_and_live_stats(
     room = (await client.get("/v1/rooms/standup", headers=auth(VIEWER))).json()
     assert room["status"] == "registered" and room["sid"] == "RM_standup"
     assert [t["track_sid"] for t in room["tracks"]] == ["TR_a", "TR_b"]
-    assert room["tracks"][0]["live"] == {
-        "audio_received_s": 61.0,
-        "audio_dropped_s": 0.2,
-        "segments": 30,
-    }
+    live = room["tracks"][0]["live"]
+    assert (live["audio_received_s"], live["audio_dropped_s"], live["segments"]) == (61.0, 0.2, 30)
     missing = await client.get("/v1/rooms/nope", headers=auth(ADMIN))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
@@ -300,6 +297,55 @@ async def test_exports_parse_with_standard_parsers(
     assert len(data["segments"]) == 60 and data["room"] == "standup"
     unknown = await client.get("/v1/rooms/standup/transcript.docx", headers=auth(ADMIN))
     assert unknown.status_code == 422
+
+
+async def test_from_and_to_take_iso_8601_as_well_as_epoch_seconds(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    t0 = T0.timestamp()
+    path = "/v1/rooms/standup/transcript"
+    by_epoch = await pages(client, path, VIEWER, **{"from": t0 + 10, "to": t0 + 20})
+    iso = {"from": (T0 + timedelta(seconds=10)).isoformat(), "to": "2026-11-20T09:00:20Z"}
+    assert await pages(client, path, VIEWER, **iso) == by_epoch
+    # Another zone, and no zone at all (read as UTC), name the same instants.
+    zoned = {"from": "2026-11-20T10:00:10+01:00", "to": "2026-11-20T09:00:20"}
+    assert await pages(client, path, VIEWER, **zoned) == by_epoch
+    for bad in ("yesterday", "2026-13-01T00:00:00Z", "nan", "1e300"):
+        res = await client.get(path, params={"from": bad}, headers=auth(VIEWER))
+        assert res.status_code == 422, bad
+        assert res.json()["error"]["message"].startswith("from: "), res.text
+
+
+async def test_exports_refuse_paging_rather_than_ignore_it(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, _ = api
+    for params in ({"limit": "5"}, {"cursor": "abc"}):
+        res = await client.get(
+            "/v1/rooms/standup/transcript.srt", params=params, headers=auth(VIEWER)
+        )
+        assert res.status_code == 422 and res.json()["error"]["code"] == "invalid_request"
+        assert "never paged" in res.json()["error"]["message"]
+
+
+async def test_json_export_times_are_rounded_to_the_millisecond(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore],
+) -> None:
+    client, store = api
+    noisy = 0.2999999523162842  # what a float32 time looks like as a double
+    await store.append_realtime_segments(
+        "TR_a",
+        [
+            SegmentIn(
+                id="TR_a-noisy", start=100 + noisy, end=101 + noisy, text="x", confidence=noisy
+            )
+        ],
+    )
+    res = await client.get("/v1/rooms/standup/transcript.json", headers=auth(VIEWER))
+    assert "0.2999999" not in res.text and "9999999" not in res.text
+    seg = next(s for s in json.loads(res.text)["segments"] if s["id"] == "TR_a-noisy")
+    assert seg["start"] == 100.3 and seg["confidence"] == 0.3
 
 
 async def test_ops_endpoints_and_openapi(
