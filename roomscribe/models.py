@@ -188,6 +188,9 @@ class LiveStats(BaseModel):
     audio_received_s: float = 0.0
     audio_dropped_s: float = 0.0
     segments: int = 0
+    #: Track time (seconds from the live stream's sample 0) up to which the live transcript
+    #: is complete: every word before it is in a stored segment. Only grows.
+    committed_s: float = 0.0
 
 
 class WhisperStats(BaseModel):

@@ -150,8 +150,19 @@ class TranscriptStore(Protocol):
         reconciler all try; only the winner calls LiveKit.
         """
 
-    async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
-        """Add audio received and dropped by the live path to the track's counters."""
+    async def add_live_stats(
+        self,
+        track_sid: str,
+        *,
+        received_s: float,
+        dropped_s: float,
+        committed_s: float | None = None,
+    ) -> None:
+        """Add audio received and dropped by the live path to the track's counters.
+
+        ``committed_s``, when given, raises ``live.committed_s`` to it in the same atomic
+        update (``max(old, new)``: a late or repeated write never moves it back).
+        """
 
     async def count_pending_tracks(self, room: str) -> int:
         """Count the room's tracks that still hold back completion."""

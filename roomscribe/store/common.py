@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from roomscribe.errors import InvalidCursorError, NotFoundError
 from roomscribe.models import (
@@ -24,6 +25,46 @@ from roomscribe.models import (
     WhisperStats,
 )
 from roomscribe.store.cursor import decode_cursor, encode_cursor
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedLru(Generic[K, V]):
+    """A dict of at most ``max_entries`` items that forgets the least recently used first.
+
+    For caches of facts that can always be read again (a track's attribution): a process
+    that sees tracks come and go for weeks must not keep every one it ever saw.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        """Keep at most ``max_entries`` items (at least one)."""
+        self.max_entries = max(1, max_entries)
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        """Return the item (now the most recently used), or ``None``."""
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        """Remove and return the item, or ``default``."""
+        return self._items.pop(key, default)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class StoreLookups:

@@ -56,6 +56,7 @@ from roomscribe.store.base import (
     RoomPage,
 )
 from roomscribe.store.common import (
+    BoundedLru,
     StoreLookups,
     TrackMeta,
     archive_key,
@@ -165,6 +166,10 @@ def _chunk_doc(
     }
 
 
+#: Tracks whose attribution is cached (the live tracks of a busy deployment, with room).
+_TRACK_META_ENTRIES = 10_000
+
+
 class MongoTranscriptStore(StoreLookups):
     """Transcript store on a MongoDB database (see the module docstring)."""
 
@@ -182,7 +187,7 @@ class MongoTranscriptStore(StoreLookups):
         self._tracks = database["tracks"]
         self._chunks = database["chunks"]
         self._close = close
-        self._track_meta: dict[str, TrackMeta] = {}
+        self._track_meta: BoundedLru[str, TrackMeta] = BoundedLru(_TRACK_META_ENTRIES)
 
     @classmethod
     def connect(
@@ -504,13 +509,21 @@ class MongoTranscriptStore(StoreLookups):
         return bool(result.modified_count)
 
     @_translated
-    async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
-        """Increment the live counters."""
-        await self._update_track(
-            track_sid,
-            {},
-            {"$inc": {"live.audio_received_s": received_s, "live.audio_dropped_s": dropped_s}},
-        )
+    async def add_live_stats(
+        self,
+        track_sid: str,
+        *,
+        received_s: float,
+        dropped_s: float,
+        committed_s: float | None = None,
+    ) -> None:
+        """Increment the live counters; raise ``live.committed_s`` with ``$max``."""
+        update: Document = {
+            "$inc": {"live.audio_received_s": received_s, "live.audio_dropped_s": dropped_s}
+        }
+        if committed_s is not None:
+            update["$max"] = {"live.committed_s": committed_s}
+        await self._update_track(track_sid, {}, update)
 
     @_translated
     async def count_pending_tracks(self, room: str) -> int:

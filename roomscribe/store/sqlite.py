@@ -53,6 +53,7 @@ from roomscribe.store.base import (
     RoomPage,
 )
 from roomscribe.store.common import (
+    BoundedLru,
     StoreLookups,
     TrackMeta,
     archive_key,
@@ -226,6 +227,10 @@ class _Connections:
             self._opened.clear()
 
 
+#: Tracks whose attribution is cached (the live tracks of a busy deployment, with room).
+_TRACK_META_ENTRIES = 10_000
+
+
 class SQLiteTranscriptStore(StoreLookups):
     """Transcript store in one SQLite file (see the module docstring for the design)."""
 
@@ -237,7 +242,7 @@ class SQLiteTranscriptStore(StoreLookups):
         self.chunk_size = chunk_size
         self._conns = _Connections(self.path, readers)
         # Immutable facts about a track that every append needs; cached to skip a lookup.
-        self._track_meta: dict[str, TrackMeta] = {}
+        self._track_meta: BoundedLru[str, TrackMeta] = BoundedLru(_TRACK_META_ENTRIES)
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -610,16 +615,29 @@ class SQLiteTranscriptStore(StoreLookups):
 
         return await self._write(lambda conn: self._modify_track(conn, track_sid, change))
 
-    async def add_live_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
-        """Add to the live counters in place (no read-modify-write of the document)."""
+    async def add_live_stats(
+        self,
+        track_sid: str,
+        *,
+        received_s: float,
+        dropped_s: float,
+        committed_s: float | None = None,
+    ) -> None:
+        """Add to the live counters in place (no read-modify-write of the document).
+
+        ``committed_s`` only ever raises ``live.committed_s`` (SQL ``max``); a track stored
+        by an older version has no such field yet, which counts as 0.
+        """
 
         def add(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "UPDATE tracks SET doc = json_set(doc, "
                 "'$.live.audio_received_s', json_extract(doc, '$.live.audio_received_s') + ?, "
-                "'$.live.audio_dropped_s', json_extract(doc, '$.live.audio_dropped_s') + ?) "
+                "'$.live.audio_dropped_s', json_extract(doc, '$.live.audio_dropped_s') + ?, "
+                "'$.live.committed_s', "
+                "max(coalesce(json_extract(doc, '$.live.committed_s'), 0.0), ?)) "
                 "WHERE track_sid = ?",
-                (received_s, dropped_s, track_sid),
+                (received_s, dropped_s, 0.0 if committed_s is None else committed_s, track_sid),
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"track {track_sid!r} is unknown")

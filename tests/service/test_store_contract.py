@@ -254,6 +254,50 @@ async def test_track_lifecycle_and_stats(store: TranscriptStore) -> None:
     assert got.published_at == T0
 
 
+async def test_committed_point_only_grows(store: TranscriptStore) -> None:
+    await store.upsert_track(track("TR_a"))
+    assert (await store.get_track("TR_a")).live.committed_s == 0.0
+    await store.add_live_stats("TR_a", received_s=1.0, dropped_s=0.0, committed_s=4.5)
+    # A late write of an older point (a retried batch, a slower stream) never moves it back.
+    await store.add_live_stats("TR_a", received_s=1.0, dropped_s=0.5, committed_s=2.0)
+    await store.add_live_stats("TR_a", received_s=0.0, dropped_s=0.0)
+    got = await store.get_track("TR_a")
+    assert got.live.committed_s == pytest.approx(4.5)
+    assert got.live.audio_received_s == pytest.approx(2.0)
+    assert got.live.audio_dropped_s == pytest.approx(0.5)
+    await store.add_live_stats("TR_a", received_s=0.0, dropped_s=0.0, committed_s=7.25)
+    assert (await store.get_track("TR_a")).live.committed_s == pytest.approx(7.25)
+    with pytest.raises(NotFoundError):
+        await store.add_live_stats("TR_nobody", received_s=0.0, dropped_s=0.0, committed_s=1.0)
+
+
+async def test_concurrent_committed_writes_keep_the_highest(store: TranscriptStore) -> None:
+    await store.upsert_track(track("TR_a"))
+    points = [float(i) for i in range(40)]
+    await asyncio.gather(
+        *(
+            store.add_live_stats("TR_a", received_s=0.1, dropped_s=0.0, committed_s=p)
+            for p in reversed(points)
+        )
+    )
+    got = await store.get_track("TR_a")
+    assert got.live.committed_s == pytest.approx(max(points))
+    assert got.live.audio_received_s == pytest.approx(4.0)
+
+
+async def test_the_track_cache_stays_bounded(store: TranscriptStore) -> None:
+    cache = store._track_meta  # type: ignore[attr-defined]
+    cache.max_entries = 5
+    for i in range(12):
+        sid = f"TR_{i}"
+        await store.upsert_track(track(sid).model_copy(update={"live_origin": T0}))
+        await store.append_realtime_segments(sid, [seg(i, 1.0)])
+    assert len(cache) == 5
+    # A forgotten track is simply read again.
+    await store.append_realtime_segments("TR_0", [seg(100, 2.0)])
+    assert (await store.get_track("TR_0")).live.segments == 2
+
+
 # Segments ------------------------------------------------------------------------------------
 async def test_chunk_rolls_over_at_exactly_n_segments(store: TranscriptStore) -> None:
     await store.upsert_track(track("TR_a"))
