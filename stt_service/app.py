@@ -13,10 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from roomscribe.serving import add_shutdown_hook
 from roomscribe.store import TranscriptStore, open_store
+from stt_service.handshake import handle_stream
 from stt_service.manager import PipelineManager
 from stt_service.metrics import SttMetrics
 from stt_service.recognizer import RecognizerFactory, VoskModels
-from stt_service.session import StreamSession, SttRuntime, handle_stream
+from stt_service.session import StreamSession, SttRuntime
 from stt_service.settings import SttSettings
 from stt_service.writer import SegmentWriter
 
@@ -53,7 +54,11 @@ def create_app(
             factory = await asyncio.to_thread(VoskModels.load, settings.model_folders())
         writer = SegmentWriter(transcripts, metrics, flush_interval_s=settings.stt_store_flush_s)
         writer.start()
-        state["runtime"] = SttRuntime(settings, factory, writer, metrics, manager)
+        state["runtime"] = runtime = SttRuntime(
+            settings, factory, writer, metrics, manager, transcripts
+        )
+        # For operators' introspection and tests (per-track state, the writer's backlog).
+        app.state.stt_runtime = runtime
         metrics.queue_depth.set_function(
             lambda: float(
                 sum(s.queue_depth for s in manager.sessions if isinstance(s, StreamSession))
@@ -67,6 +72,7 @@ def create_app(
             yield
         finally:
             state.pop("runtime", None)
+            app.state.stt_runtime = None
             await manager.drain(settings.stt_drain_timeout_s)
             await writer.close()
             if store is None:

@@ -62,17 +62,30 @@ class PipelineManager:
             raise AdmissionError(f"the server is at its limit of {self.max_clients} streams")
         self._sessions.add(session)
 
-    def release(self, session: Drainable, *, next_offset: int | None) -> None:
-        """Forget a finished stream, remembering where its track's audio ended."""
+    def release(self, session: Drainable, *, committed_offset: int | None) -> None:
+        """Forget a finished stream, remembering how far its track is committed.
+
+        Only the committed offset is remembered (never how far audio was received): a
+        reconnecting client may forget what comes before it, so it must be durable.
+        """
         self._sessions.discard(session)
-        if next_offset is not None:
-            self._offsets[session.track_sid] = next_offset
-            self._offsets.move_to_end(session.track_sid)
-            while len(self._offsets) > _REMEMBERED_TRACKS:
-                self._offsets.popitem(last=False)
+        if committed_offset is not None:
+            self.note_committed(session.track_sid, committed_offset)
+
+    def note_committed(self, track_sid: str, offset: int) -> None:
+        """Remember that ``track_sid`` is durable up to ``offset`` (client samples).
+
+        Streams report each commit as it happens, so a reconnect that comes while the old
+        stream still winds down resumes from its last commit.
+        """
+        # Streams of one track may overlap: the highest commit stands.
+        self._offsets[track_sid] = max(offset, self._offsets.get(track_sid, 0))
+        self._offsets.move_to_end(track_sid)
+        while len(self._offsets) > _REMEMBERED_TRACKS:
+            self._offsets.popitem(last=False)
 
     def resume_offset(self, track_sid: str) -> int:
-        """Where a reconnecting client's track left off (0 for a new track)."""
+        """How far a reconnecting client's track is committed (0 for a track not seen)."""
         return self._offsets.get(track_sid, 0)
 
     async def drain(self, timeout_s: float) -> None:

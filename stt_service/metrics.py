@@ -63,6 +63,17 @@ class SttMetrics:
         self.stored_segments = Counter(
             "stt_stored_segments_total", "Final segments written to the store.", registry=r
         )
+        self.commit_latency = Histogram(
+            "stt_commit_latency_seconds",
+            "Final or silent boundary produced to 'committed' sent (the store write).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commits_stopped = Counter(
+            "stt_commits_stopped_total",
+            "Streams that stopped committing: their buffered finals were dropped unwritten.",
+            registry=r,
+        )
         self.store_errors = Counter(
             "stt_store_errors_total", "Failed store writes (retried).", registry=r
         )

@@ -3,87 +3,45 @@
 The event loop only enqueues audio (never blocks, never waits for the recognizer). The
 pipeline thread blocks on its queue, takes everything queued up to a maximum batch (so an
 idle server answers each chunk at once and a loaded one amortizes recognizer calls), feeds
-the recognizer, and hands results back with ``loop.call_soon_threadsafe`` into the client's
-own event queue. One slow client therefore never delays another.
+the recognizer, and hands results to the loop through an :class:`EventQueue`. One slow
+client therefore never delays another.
 
-Timestamps come from the sample offsets the client sends, not from how much audio was fed:
-a piecewise map from "samples fed to the recognizer" to "samples since track start" keeps
-word times true across dropped audio, gaps and reconnects.
+Timestamps come from the sample offsets the client sends, not from how much audio was fed.
+Each utterance gets a fresh recognizer that hears one contiguous stretch of the track: a
+short hole in the offsets is fed as silence, a long one ends the utterance. A fresh
+recognizer starts on the track's frame grid (:data:`FRAME_GRID_MS`), preceded by zeros up to
+where the audio is, so a stream resumed at a commit point frames the same audio exactly as
+the first stream did: a re-recognized final gets the same words, times and segment id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from roomscribe.audio import PcmResampler
+from stt_service.events import (
+    BoundaryEvent,
+    ClosedEvent,
+    EventQueue,
+    FailureEvent,
+    FinalEvent,
+    FinalWord,
+    PartialEvent,
+)
 from stt_service.recognizer import Recognizer, Utterance
 
 log = logging.getLogger(__name__)
 
-
-# Events handed to the event loop -------------------------------------------------------------
-@dataclass(frozen=True)
-class PartialEvent:
-    """The utterance in progress changed."""
-
-    text: str
-    start_ms: int
-    #: Track time (ms) of the newest audio the recognizer had when it produced this.
-    audio_end_ms: int
-    #: Monotonic time the newest audio in the batch was received, and recognizer seconds.
-    received_at: float
-    compute_s: float
-
-
-@dataclass(frozen=True)
-class FinalWord:
-    """A word with times in ms from the track's start."""
-
-    word: str
-    start_ms: int
-    end_ms: int
-    confidence: float
-
-
-@dataclass(frozen=True)
-class FinalEvent:
-    """A finished utterance placed on the track's timeline."""
-
-    segment_id: str
-    text: str
-    start_ms: int
-    end_ms: int
-    confidence: float
-    words: list[FinalWord]
-    audio_end_ms: int
-    received_at: float
-    compute_s: float
-
-
-@dataclass(frozen=True)
-class FailureEvent:
-    """The recognizer failed on a batch; ``tripped`` when the circuit breaker opened."""
-
-    message: str
-    consecutive: int
-    tripped: bool
-
-
-@dataclass(frozen=True)
-class ClosedEvent:
-    """The pipeline thread has ended; no further events follow."""
-
-
-PipelineEvent = PartialEvent | FinalEvent | FailureEvent | ClosedEvent
+#: Vosk's output frame (10 ms shift, subsampling 3): recognizers start on multiples of it.
+FRAME_GRID_MS = 30
 
 
 # The queue between the event loop and the thread ----------------------------------------------
@@ -111,32 +69,6 @@ class AudioAccounting:
     recognizer_s: float = 0.0
 
 
-@dataclass
-class _Timeline:
-    """Maps recognizer-fed samples to track samples (both at the recognizer's rate)."""
-
-    fed: list[int] = field(default_factory=lambda: [0])
-    track: list[int] = field(default_factory=lambda: [0])
-
-    def mark(self, fed: int, track: int) -> None:
-        if self.fed[-1] == fed:
-            self.track[-1] = track
-        else:
-            self.fed.append(fed)
-            self.track.append(track)
-
-    def to_track(self, fed: int) -> int:
-        i = bisect.bisect_right(self.fed, fed) - 1
-        return self.track[i] + (fed - self.fed[i])
-
-    def forget_before(self, fed: int) -> None:
-        """Drop breakpoints no future word can fall before (keeps the list short)."""
-        i = bisect.bisect_right(self.fed, fed) - 1
-        if i > 0:
-            del self.fed[:i]
-            del self.track[:i]
-
-
 class ClientInferencePipeline:
     """A streaming client's recognizer running on its own thread.
 
@@ -147,22 +79,36 @@ class ClientInferencePipeline:
     def __init__(
         self,
         *,
-        recognizer: Recognizer,
+        recognizer: Callable[[], Recognizer],
         client_rate: int,
         track_sid: str,
         loop: asyncio.AbstractEventLoop,
+        start_offset: int = 0,
         queue_chunks: int = 500,
         max_batch_chunks: int = 25,
         breaker_threshold: int = 5,
         gap_finalize_ms: int = 300,
+        max_events: int = 256,
     ) -> None:
-        """Prepare the pipeline; no thread runs until :meth:`start`."""
+        """Prepare the pipeline; no thread runs until :meth:`start`.
+
+        Args:
+            recognizer: Makes a fresh recognizer (one per utterance).
+            client_rate: The client's sample rate.
+            track_sid: The track, for segment ids and logs.
+            loop: The event loop that reads ``events``.
+            start_offset: Client samples before which audio is skipped (the resume point).
+            queue_chunks: Audio chunks queued before the oldest is dropped.
+            max_batch_chunks: Chunks fed to the recognizer in one call at most.
+            breaker_threshold: Consecutive recognizer failures that stop the pipeline.
+            gap_finalize_ms: A hole in the offsets longer than this ends the utterance.
+            max_events: Events (other than partials) waiting for the loop at most.
+        """
         self.track_sid = track_sid
         self.client_rate = client_rate
-        self.events: asyncio.Queue[PipelineEvent] = asyncio.Queue()
+        self.events = EventQueue(loop, max_events)
         self.accounting = AudioAccounting()
-        self._rec = recognizer
-        self._loop = loop
+        self._new_recognizer = recognizer
         self._queue_chunks = queue_chunks
         self._max_batch = max_batch_chunks
         self._breaker_threshold = breaker_threshold
@@ -172,16 +118,16 @@ class ClientInferencePipeline:
         self._cond = threading.Condition()
         self._ended = False
         self._thread = threading.Thread(target=self._run, name=f"stt-{track_sid}", daemon=True)
-        self._resampler = (
-            None
-            if client_rate == recognizer.sample_rate
-            else PcmResampler(client_rate, recognizer.sample_rate)
-        )
-        # Thread-only state.
-        self._next_offset: int | None = None
-        self._fed = 0
-        self._timeline = _Timeline()
-        self._utterance_fed = 0
+        # Thread-only state. Positions without "offset" are track samples at the model rate.
+        self._rec: Recognizer | None = recognizer()
+        self._rate = self._rec.sample_rate
+        self._grid = self._rate * FRAME_GRID_MS // 1000
+        self._resampler = self._new_resampler()
+        self._next_offset = start_offset
+        self._pos = self._to_model(start_offset)  # the end of the audio fed so far
+        self._rec_start = self._pos  # where the current recognizer's sample 0 lies
+        self._rec_fed = 0  # samples fed to the current recognizer (0: it is fresh)
+        self._utterance_start = self._pos
         self._last_partial = ""
         self._failures = 0
 
@@ -196,7 +142,7 @@ class ClientInferencePipeline:
         return self._audio_items
 
     @property
-    def next_offset(self) -> int | None:
+    def next_offset(self) -> int:
         """The client sample offset right after the last audio processed."""
         return self._next_offset
 
@@ -252,15 +198,12 @@ class ClientInferencePipeline:
         A thread cannot be cancelled, so the wait is bounded by ``wait_s`` rather than by
         cancelling this coroutine.
         """
+        if self._thread.ident is None:
+            return True  # never started
         await asyncio.to_thread(self._thread.join, wait_s)
         return not self._thread.is_alive()
 
     # Thread side ---------------------------------------------------------------------------
-    def _emit(self, event: PipelineEvent) -> None:
-        # The loop may have closed under us at process exit: nobody is left to tell.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self.events.put_nowait, event)
-
     def _take(self) -> list[_Item]:
         with self._cond:
             while not self._items:
@@ -282,48 +225,57 @@ class ClientInferencePipeline:
                 batch = self._take()
                 head = batch[0]
                 if head == _FLUSH:
-                    self._finish_utterance(time.monotonic(), 0.0)
+                    self._finish_utterance(time.monotonic())
                 elif head == _END:
-                    self._finish_utterance(time.monotonic(), 0.0)
+                    self._finish_utterance(time.monotonic())
                     return
                 elif not self._process([b for b in batch if isinstance(b, _Audio)]):
                     return
         except Exception:  # a bug here must not leave the client waiting forever
             log.exception("pipeline thread crashed", extra={"track_sid": self.track_sid})
-            self._emit(FailureEvent("internal pipeline error", self._failures, tripped=True))
+            self.events.put(FailureEvent("internal pipeline error", self._failures, tripped=True))
         finally:
-            self._emit(ClosedEvent())
+            self.events.put(ClosedEvent())
 
     def _to_model(self, samples: int) -> int:
-        return samples * self._rec.sample_rate // self.client_rate
+        return samples * self._rate // self.client_rate
+
+    def _new_resampler(self) -> PcmResampler | None:
+        if self.client_rate == self._rate:
+            return None
+        return PcmResampler(self.client_rate, self._rate)
 
     def _process(self, batch: list[_Audio]) -> bool:
         """Feed one batch; ``False`` when the circuit breaker opened."""
         parts: list[bytes] = []
+        client = 0  # client samples of real audio in ``parts``
         for item in batch:
             pcm, offset = item.pcm, item.offset
-            if self._next_offset is None:
-                self._next_offset = offset
-                self._timeline.mark(self._fed, self._to_model(offset))
             if offset < self._next_offset:
-                # Audio we already have (a reconnecting client resends its tail): skip it.
+                # Audio we already have (a resend, or before the resume point): skip it.
                 overlap = self._next_offset - offset
                 if overlap * 2 >= len(pcm):
                     continue
                 pcm, offset = pcm[overlap * 2 :], self._next_offset
             elif offset > self._next_offset:
-                if parts:
-                    if not self._feed(b"".join(parts), item.received_at):
+                hole = offset - self._next_offset
+                if hole > self._gap_finalize:
+                    # A long hole (muted, dropped audio, a reconnect): words must not span it.
+                    if parts and not self._feed(b"".join(parts), item.received_at, client):
                         return False
-                    parts = []
-                if offset - self._next_offset > self._gap_finalize:
-                    # A long hole (dropped audio, a reconnect): words must not span it.
-                    self._finish_utterance(item.received_at, 0.0)
-                self._timeline.mark(self._fed, self._to_model(offset))
+                    parts, client = [], 0
+                    self._finish_utterance(item.received_at)
+                    self._pos = self._utterance_start = self._to_model(offset)
+                    self._resampler = self._new_resampler()  # its tail is from before the hole
+                else:
+                    # Time that passed without audio is silence: one recognizer hears one
+                    # contiguous stretch of the track, so its times need no mapping.
+                    parts.append(self._resample(bytes(2 * hole)))
             parts.append(self._resample(pcm))
+            client += len(pcm) // 2
             self._next_offset = offset + len(pcm) // 2
         if parts:
-            return self._feed(b"".join(parts), batch[-1].received_at)
+            return self._feed(b"".join(parts), batch[-1].received_at, client)
         return True
 
     def _resample(self, pcm: bytes) -> bytes:
@@ -331,68 +283,101 @@ class ClientInferencePipeline:
             return pcm
         return self._resampler.push(np.frombuffer(pcm, dtype="<i2")).astype("<i2").tobytes()
 
-    def _feed(self, pcm: bytes, received_at: float) -> bool:
+    def _feed(self, pcm: bytes, received_at: float, client: int) -> bool:
         if not pcm:
             return True
+        samples = len(pcm) // 2
+        if self._rec is None:
+            self._rec = self._new_recognizer()
+        if self._rec_fed == 0:
+            # A fresh recognizer starts on the frame grid, with zeros up to the audio.
+            self._rec_start = self._pos - self._pos % self._grid
+            pcm = bytes(2 * (self._pos - self._rec_start)) + pcm
         started = time.perf_counter()
         try:
             utterance = self._rec.accept(pcm)
             partial = "" if utterance is not None else self._rec.partial()
         except Exception as exc:  # any recognizer failure counts toward the breaker
             self._failures += 1
-            self.accounting.failed += len(pcm) // 2 * self.client_rate // self._rec.sample_rate
-            self._fed += len(pcm) // 2
+            self.accounting.failed += client
             tripped = self._failures >= self._breaker_threshold
-            self._emit(FailureEvent(f"recognizer failed: {exc}", self._failures, tripped))
+            self.events.put(FailureEvent(f"recognizer failed: {exc}", self._failures, tripped))
+            # Its state is unknown now: keep what it heard, and go on after the lost audio
+            # with a fresh one.
+            self._finish_utterance(received_at)
+            self._pos += samples
+            self._utterance_start = self._pos
             return not tripped
         compute = time.perf_counter() - started
         self._failures = 0
-        self._fed += len(pcm) // 2
+        self._rec_fed += len(pcm) // 2
+        self._pos += samples
         # Plain int/float updates: the loop only reads them, so no lock is needed.
-        self.accounting.recognized += len(pcm) // 2 * self.client_rate // self._rec.sample_rate
+        self.accounting.recognized += client
         self.accounting.recognizer_s += compute
         if utterance is not None:
-            self._emit_final(utterance, received_at, compute)
+            self._emit_result(utterance, received_at, compute)
         elif partial and partial != self._last_partial:
             self._last_partial = partial
-            start_ms = self._ms(self._utterance_fed)
-            self._emit(PartialEvent(partial, start_ms, self._audio_end_ms(), received_at, compute))
+            self.events.put(
+                PartialEvent(
+                    partial,
+                    self._ms(self._utterance_start),
+                    self._audio_end_ms(),
+                    received_at,
+                    compute,
+                )
+            )
         return True
 
-    def _finish_utterance(self, received_at: float, compute: float) -> None:
+    def _finish_utterance(self, received_at: float) -> None:
+        """End the utterance in progress: a final, or a boundary if it held no words."""
+        if self._rec is None or self._rec_fed == 0:
+            self._emit_result(None, received_at, 0.0)
+            return
         try:
             utterance = self._rec.finish()
         except Exception as exc:
             self._failures += 1
-            self._emit(FailureEvent(f"recognizer failed: {exc}", self._failures, False))
+            self.events.put(FailureEvent(f"recognizer failed: {exc}", self._failures, False))
+            self._drop_recognizer()
             return
-        if utterance is not None:
-            self._emit_final(utterance, received_at, compute)
-        else:
-            self._utterance_fed = self._fed
-            self._last_partial = ""
+        self._emit_result(utterance, received_at, 0.0)
+
+    def _drop_recognizer(self) -> None:
+        self._rec = None
+        self._rec_fed = 0
+        self._utterance_start = self._pos
+        self._last_partial = ""
 
     def _audio_end_ms(self) -> int:
-        return (self._next_offset or 0) * 1000 // self.client_rate
+        return self._next_offset * 1000 // self.client_rate
 
-    def _ms(self, fed: int) -> int:
-        return self._timeline.to_track(fed) * 1000 // self._rec.sample_rate
+    def _ms(self, pos: int) -> int:
+        return pos * 1000 // self._rate
 
-    def _emit_final(self, utterance: Utterance, received_at: float, compute: float) -> None:
-        rate = self._rec.sample_rate
+    def _emit_result(self, utterance: Utterance | None, received_at: float, compute: float) -> None:
+        """Emit a final (or a boundary) and start the next utterance on a fresh recognizer."""
+        covered = self._pos * self.client_rate // self._rate
+        if utterance is None or not utterance.text:
+            self._drop_recognizer()
+            self.events.put(BoundaryEvent(covered))
+            return
+        rate, origin = self._rate, self._rec_start
         words = [
             FinalWord(
                 word=w.word,
-                start_ms=self._ms(round(w.start * rate)),
-                end_ms=self._ms(round(w.end * rate)),
+                start_ms=self._ms(origin + round(w.start * rate)),
+                end_ms=self._ms(origin + round(w.end * rate)),
                 confidence=w.confidence,
             )
             for w in utterance.words
         ]
-        start_ms = words[0].start_ms if words else self._ms(self._utterance_fed)
-        end_ms = words[-1].end_ms if words else self._ms(self._fed)
+        start_ms = words[0].start_ms if words else self._ms(self._utterance_start)
+        end_ms = words[-1].end_ms if words else self._ms(self._pos)
         confidence = sum(w.confidence for w in words) / len(words) if words else 1.0
-        self._emit(
+        self._drop_recognizer()
+        self.events.put(
             FinalEvent(
                 # Derived from the track time, so a re-recognized utterance after a reconnect
                 # gets the same id and the store does not keep it twice.
@@ -403,10 +388,8 @@ class ClientInferencePipeline:
                 confidence=round(confidence, 4),
                 words=words,
                 audio_end_ms=self._audio_end_ms(),
+                covered_offset=covered,
                 received_at=received_at,
                 compute_s=compute,
             )
         )
-        self._utterance_fed = self._fed
-        self._last_partial = ""
-        self._timeline.forget_before(self._fed)

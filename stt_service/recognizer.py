@@ -30,25 +30,38 @@ class RecognizedWord:
 
 @dataclass(frozen=True)
 class Utterance:
-    """A finished utterance as the recognizer reports it."""
+    """A finished utterance as the recognizer reports it.
+
+    ``text`` is empty (and ``words`` too) for an endpoint that heard no words: the audio
+    up to it held nothing, which is worth knowing (the stream commits through silence).
+    """
 
     text: str
     words: list[RecognizedWord]
 
 
 class Recognizer(Protocol):
-    """What a pipeline needs from a streaming recognizer (one instance per client)."""
+    """What a pipeline needs from a streaming recognizer (one instance per utterance or more).
+
+    Word times are seconds of audio fed to this recognizer.
+    """
 
     sample_rate: int
 
     def accept(self, pcm: bytes) -> Utterance | None:
-        """Feed PCM s16le; return the utterance when an endpoint was detected."""
+        """Feed PCM s16le; at an endpoint return the utterance, an empty one if it had no words.
+
+        ``None`` means no endpoint yet.
+        """
 
     def partial(self) -> str:
         """Text of the utterance in progress."""
 
     def finish(self) -> Utterance | None:
-        """Force the end of the current utterance and return it (``None`` if silent)."""
+        """Force the end of the current utterance and return it.
+
+        ``None`` or an empty utterance when nothing was pending.
+        """
 
 
 class RecognizerFactory(Protocol):
@@ -61,11 +74,11 @@ class RecognizerFactory(Protocol):
         """The languages this factory can serve."""
 
 
-def _utterance(raw: str) -> Utterance | None:
+def _utterance(raw: str) -> Utterance:
     data: dict[str, Any] = json.loads(raw)
     text = str(data.get("text", "")).strip()
     if not text:
-        return None
+        return Utterance(text="", words=[])
     words = [
         RecognizedWord(
             word=str(w["word"]),
@@ -90,7 +103,7 @@ class VoskRecognizer:
         self._rec.SetWords(True)
 
     def accept(self, pcm: bytes) -> Utterance | None:
-        """Feed audio; an endpoint yields the finished utterance."""
+        """Feed audio; an endpoint yields the finished utterance (empty after silence)."""
         if self._rec.AcceptWaveform(pcm):
             return _utterance(self._rec.Result())
         return None
@@ -99,7 +112,7 @@ class VoskRecognizer:
         """Current partial text."""
         return str(json.loads(self._rec.PartialResult()).get("partial", "")).strip()
 
-    def finish(self) -> Utterance | None:
+    def finish(self) -> Utterance:
         """Finalize; the recognizer keeps its clock and accepts more audio afterwards."""
         return _utterance(self._rec.FinalResult())
 
@@ -129,6 +142,22 @@ def discover_models(models_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / "conf").is_dir()}
 
 
+def check_model_folders(folders: dict[str, Path]) -> None:
+    """Refuse an empty model set or a folder that is not there, before anything loads.
+
+    Raises:
+        ConfigurationError: no folders, or one that does not exist.
+    """
+    if not folders:
+        raise ConfigurationError(
+            "no Vosk model configured: set ROOMSCRIBE_STT_MODELS=en:/path or put one in "
+            "ROOMSCRIBE_MODELS_DIR/vosk/<lang>/ (python -m devkit models --synthetic)"
+        )
+    for lang, folder in folders.items():
+        if not folder.is_dir():
+            raise ConfigurationError(f"Vosk model for {lang!r} not found at {folder}")
+
+
 class VoskModels:
     """Vosk models loaded once per language; a :class:`RecognizerFactory`."""
 
@@ -146,16 +175,10 @@ class VoskModels:
         """
         import vosk
 
-        if not folders:
-            raise ConfigurationError(
-                "no Vosk model configured: set ROOMSCRIBE_STT_MODELS=en:/path or put one in "
-                "ROOMSCRIBE_MODELS_DIR/vosk/<lang>/ (python -m devkit models --synthetic)"
-            )
+        check_model_folders(folders)
         vosk.SetLogLevel(-1)
         loaded: dict[str, Any] = {}
         for lang, folder in folders.items():
-            if not folder.is_dir():
-                raise ConfigurationError(f"Vosk model for {lang!r} not found at {folder}")
             try:
                 loaded[lang] = vosk.Model(str(folder))
             except Exception as exc:  # libvosk raises a bare Exception on a bad folder

@@ -13,8 +13,11 @@ from stt_service.recognizer import discover_models, parse_model_spec
 class SttSettings(CoreSettings):
     """Everything ``python -m stt_service`` reads."""
 
-    host: str = "0.0.0.0"
-    port: int = 8001
+    stt_host: str = Field(
+        default="127.0.0.1",
+        description="Address the streaming WebSocket listens on (0.0.0.0 in a container).",
+    )
+    stt_port: int = Field(default=8001, gt=0, lt=65536)
     stt_models: str | None = Field(
         default=None, description="Vosk models as 'en:/path,de:/path'; unset: MODELS_DIR/vosk/*."
     )
@@ -30,6 +33,12 @@ class SttSettings(CoreSettings):
     stt_idle_timeout_s: float = Field(default=60.0, gt=0)
     stt_stats_interval_s: float = Field(default=1.0, gt=0)
     stt_store_flush_s: float = Field(default=0.5, gt=0)
+    stt_commit_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an ending stream waits for its last finals to be stored, so "
+        "its last 'committed' reaches the client (the writer keeps trying afterwards).",
+    )
     stt_drain_timeout_s: float = Field(default=10.0, gt=0)
 
     def model_folders(self) -> dict[str, Path]:

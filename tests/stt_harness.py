@@ -130,8 +130,8 @@ class ServiceProcess:
         self._env = {
             **os.environ,
             "ROOMSCRIBE_SECRET": SECRET,
-            "ROOMSCRIBE_HOST": "127.0.0.1",
-            "ROOMSCRIBE_PORT": str(self.port),
+            "ROOMSCRIBE_STT_HOST": "127.0.0.1",
+            "ROOMSCRIBE_STT_PORT": str(self.port),
             "ROOMSCRIBE_STT_MODELS": f"en:{model_dir}",
             "ROOMSCRIBE_SQLITE_PATH": str(db),
             "ROOMSCRIBE_STT_STORE_FLUSH_S": "0.05",

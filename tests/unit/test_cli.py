@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from orchestrator_service.__main__ import main as orchestrator_main
 from roomscribe.cli import check_port_free, parse_service_args
+from stt_service.__main__ import main as stt_main
 
 
 @pytest.fixture(autouse=True)
@@ -29,15 +31,38 @@ def one_line_exit(capsys: pytest.CaptureFixture[str], exc: pytest.ExceptionInfo[
     return err
 
 
-def test_help_prints_usage_and_serves_nothing() -> None:
+@pytest.mark.parametrize(
+    ("module", "port_env"),
+    [
+        ("orchestrator_service", "ROOMSCRIBE_ORCHESTRATOR_PORT"),
+        ("stt_service", "ROOMSCRIBE_STT_PORT"),
+        ("tts_service", "ROOMSCRIBE_TTS_PORT"),
+    ],
+)
+def test_help_prints_usage_and_serves_nothing(module: str, port_env: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "orchestrator_service", "--help"],
+        [sys.executable, "-m", module, "--help"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
-    assert "--host" in out and "--port" in out and "ROOMSCRIBE_ORCHESTRATOR_PORT" in out
+    assert "--host" in out and "--port" in out and port_env in out
+
+
+def test_stt_without_models_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("ROOMSCRIBE_MODELS_DIR", str(tmp_path))
+    monkeypatch.delenv("ROOMSCRIBE_STT_MODELS", raising=False)
+    with socket.socket() as probe:  # a free port: the check before models passes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SystemExit) as exc:
+        stt_main(["--port", str(port)])
+    assert "model" in one_line_exit(capsys, exc).lower()
 
 
 def test_a_busy_port_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

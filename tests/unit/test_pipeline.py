@@ -7,13 +7,16 @@ import threading
 
 import pytest
 
-from stt_service.pipeline import (
-    ClientInferencePipeline,
+from stt_service.events import (
+    BoundaryEvent,
     ClosedEvent,
+    EventQueue,
     FailureEvent,
     FinalEvent,
+    PartialEvent,
     PipelineEvent,
 )
+from stt_service.pipeline import ClientInferencePipeline
 from stt_service.recognizer import RecognizedWord, Utterance
 
 pytestmark = pytest.mark.unit
@@ -22,36 +25,63 @@ CHUNK = b"\x00\x01" * 320  # 20 ms at 16 kHz
 
 
 class ScriptedRecognizer:
-    """Records what it is fed; can block, fail, and says one word per finish()."""
+    """Records what it is fed; can block, fail, and says one word per finish().
+
+    The pipeline takes a fresh recognizer per utterance: calling this object makes one, and
+    every one records into (and takes its failures and gate from) this script.
+    """
 
     sample_rate = 16000
 
-    def __init__(self, *, fail_times: int = 0, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fail_times: int = 0,
+        gate: threading.Event | None = None,
+        endpoint_after: int | None = None,
+    ) -> None:
         self.calls: list[int] = []
-        self.fed = 0
         self.fail_times = fail_times
         self.gate = gate
-        self._utterance_start = 0
+        #: Report an endpoint (without words) once a recognizer has had this many samples.
+        self.endpoint_after = endpoint_after
+        self.made = 0
 
-    def accept(self, pcm: bytes) -> Utterance | None:
-        if self.gate is not None:
-            self.gate.wait(5)
-        if self.fail_times:
-            self.fail_times -= 1
-            raise RuntimeError("decoder exploded")
-        self.calls.append(len(pcm) // 2)
-        self.fed += len(pcm) // 2
-        return None
+    def __call__(self) -> ScriptedRecognizer.One:
+        self.made += 1
+        return ScriptedRecognizer.One(self)
 
-    def partial(self) -> str:
-        return "hm"
+    class One:
+        sample_rate = 16000
 
-    def finish(self) -> Utterance | None:
-        if self.fed == self._utterance_start:
+        def __init__(self, script: ScriptedRecognizer) -> None:
+            self.script = script
+            self.fed = 0
+            self.voiced: int | None = None  # the first sample that is not a zero
+
+        def accept(self, pcm: bytes) -> Utterance | None:
+            script = self.script
+            if script.gate is not None:
+                script.gate.wait(5)
+            if script.fail_times:
+                script.fail_times -= 1
+                raise RuntimeError("decoder exploded")
+            script.calls.append(len(pcm) // 2)
+            if self.voiced is None and pcm.strip(b"\x00"):
+                self.voiced = self.fed + (len(pcm) - len(pcm.lstrip(b"\x00"))) // 2
+            self.fed += len(pcm) // 2
+            if script.endpoint_after is not None and self.fed >= script.endpoint_after:
+                return Utterance("", [])
             return None
-        start, end = self._utterance_start / 16000, self.fed / 16000
-        self._utterance_start = self.fed
-        return Utterance("word", [RecognizedWord("word", start, end, 0.8)])
+
+        def partial(self) -> str:
+            return "hm"
+
+        def finish(self) -> Utterance | None:
+            if self.voiced is None:
+                return None
+            start, end = self.voiced / 16000, self.fed / 16000
+            return Utterance("word", [RecognizedWord("word", start, end, 0.8)])
 
 
 async def collect(pipeline: ClientInferencePipeline) -> list[PipelineEvent]:
@@ -75,6 +105,10 @@ def make(rec: ScriptedRecognizer, **kwargs: int) -> ClientInferencePipeline:
     return pipeline
 
 
+def finals_of(events: list[PipelineEvent]) -> list[FinalEvent]:
+    return [e for e in events if isinstance(e, FinalEvent)]
+
+
 async def test_overflow_drops_oldest_and_counts_it() -> None:
     gate = threading.Event()
     rec = ScriptedRecognizer(gate=gate)
@@ -90,11 +124,13 @@ async def test_overflow_drops_oldest_and_counts_it() -> None:
     acc = pipeline.accounting
     assert acc.received == 10 * 320
     assert acc.dropped == 6 * 320
-    assert sum(rec.calls) == 4 * 320 == acc.received - acc.dropped
-    assert acc.recognized == 4 * 320
-    # The hole left by the dropped audio does not shift time: the final ends at chunk 10.
-    final = next(e for e in events if isinstance(e, FinalEvent))
+    assert acc.recognized == 4 * 320 == acc.received - acc.dropped
+    # The 120 ms hole the dropped audio left is fed as silence: time does not shift, and the
+    # final ends at chunk 10.
+    assert sum(rec.calls) == 4 * 320 + 6 * 320
+    final = finals_of(events)[0]
     assert final.end_ms == 200
+    assert final.covered_offset == 10 * 320
 
 
 async def test_adaptive_batching_takes_what_is_queued() -> None:
@@ -146,7 +182,11 @@ async def test_success_resets_the_breaker() -> None:
     pipeline.end()
     events = await collect(pipeline)
     assert not any(isinstance(e, FailureEvent) and e.tripped for e in events)
-    assert sum(rec.calls) == 6 * 320
+    assert pipeline.accounting.failed == 4 * 320
+    assert pipeline.accounting.recognized == 6 * 320
+    # A failed recognizer is replaced: the next one hears the track from after the lost audio.
+    (final,) = finals_of(events)
+    assert (final.start_ms, final.end_ms) == (80, 200)
 
 
 async def test_offsets_keep_time_across_gaps_and_resends() -> None:
@@ -157,11 +197,62 @@ async def test_offsets_keep_time_across_gaps_and_resends() -> None:
     pipeline.submit(16000 + 480 + 80, CHUNK)  # a 5 ms hole: kept in one utterance
     pipeline.submit(5 * 16000, CHUNK)  # a long hole: the utterance before it is final
     pipeline.end()
-    finals = [e for e in await collect(pipeline) if isinstance(e, FinalEvent)]
+    events = await collect(pipeline)
+    finals = finals_of(events)
     assert [(f.start_ms, f.end_ms) for f in finals] == [(1000, 1055), (5000, 5020)]
     assert finals[0].words[0].end_ms == 1055
     assert finals[0].segment_id == "TR_a-000001000"
-    assert sum(rec.calls) == 320 + 160 + 320 + 320
+    # Each final covers the audio fed when it was made, not what had arrived after it.
+    assert [f.covered_offset for f in finals] == [16000 + 880, 5 * 16000 + 320]
+    # The 5 ms hole is fed as silence; each fresh recognizer starts on the 30 ms frame grid,
+    # with zeros up to the audio (16000 and 80000 are 160 and 320 samples past a grid line).
+    assert sum(rec.calls) == 160 + 320 + 160 + 80 + 320 + 320 + 320
+    assert rec.made == 3  # one per utterance (the first was made before any audio)
+
+
+async def test_a_final_covers_what_was_fed_not_what_was_received() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(gate=gate)
+    pipeline = make(rec, max_batch_chunks=100)
+    pipeline.submit(0, CHUNK)
+    await asyncio.sleep(0.05)  # blocked in the recognizer: the rest forms one batch
+    pipeline.submit(320, CHUNK)
+    pipeline.submit(32000, CHUNK)  # after a 2 s hole, in the same batch
+    gate.set()
+    pipeline.end()
+    finals = finals_of(await collect(pipeline))
+    # The batch is fed in two pieces; the final at the hole covers the first piece only,
+    # although the pipeline had already taken audio up to 32320.
+    assert [f.covered_offset for f in finals] == [640, 32320]
+
+
+async def test_silence_endpoints_are_boundaries_that_advance() -> None:
+    rec = ScriptedRecognizer(endpoint_after=960)
+    pipeline = make(rec)
+    for i in range(9):
+        pipeline.submit(i * 320, b"\x00" * 640)
+        await asyncio.sleep(0.005)
+    pipeline.end()
+    events = await collect(pipeline)
+    assert not finals_of(events)
+    covered = [e.covered_offset for e in events if isinstance(e, BoundaryEvent)]
+    assert covered == sorted(covered) and covered[-1] == 9 * 320
+    assert len(covered) >= 3  # every endpoint, and the end with nothing pending
+
+
+async def test_audio_before_the_resume_point_is_skipped() -> None:
+    rec = ScriptedRecognizer()
+    pipeline = make(rec, start_offset=3200)
+    for i in range(20):
+        pipeline.submit(i * 320, CHUNK)  # a reconnecting client resends from 0
+    pipeline.end()
+    events = await collect(pipeline)
+    acc = pipeline.accounting
+    assert acc.received == 20 * 320
+    assert acc.dropped == 0 and acc.failed == 0
+    assert acc.recognized == 10 * 320
+    (final,) = finals_of(events)
+    assert (final.start_ms, final.end_ms, final.covered_offset) == (200, 400, 6400)
 
 
 async def test_calls_after_end_are_ignored() -> None:
@@ -172,5 +263,56 @@ async def test_calls_after_end_are_ignored() -> None:
     pipeline.submit(0, CHUNK)
     pipeline.flush()
     events = await collect(pipeline)
-    assert events == [ClosedEvent()]
+    # Ending with nothing pending is a boundary: everything before the start is durable.
+    assert events == [BoundaryEvent(0), ClosedEvent()]
     assert pipeline.accounting.received == 0
+
+
+# The event queue ------------------------------------------------------------------------------
+def partial(text: str) -> PartialEvent:
+    return PartialEvent(text, 0, 0, 0.0, 0.0)
+
+
+async def test_only_the_newest_partial_waits_and_nothing_else_is_dropped() -> None:
+    queue = EventQueue(asyncio.get_running_loop(), max_events=10)
+    for i in range(100):
+        queue.put(partial(f"p{i}"))
+    queue.put(BoundaryEvent(5))
+    for i in range(100, 200):
+        queue.put(partial(f"p{i}"))
+    queue.put(BoundaryEvent(9))
+    assert len(queue) == 3
+    got = [await queue.get() for _ in range(3)]
+    assert got == [BoundaryEvent(5), partial("p199"), BoundaryEvent(9)]  # order kept
+
+
+async def test_a_full_queue_holds_the_thread_back_until_read_or_closed() -> None:
+    queue = EventQueue(asyncio.get_running_loop(), max_events=2)
+    queue.put(BoundaryEvent(1))
+    queue.put(BoundaryEvent(2))
+    done = threading.Event()
+
+    def produce() -> None:
+        queue.put(BoundaryEvent(3))
+        queue.put(BoundaryEvent(4))
+        done.set()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    await asyncio.sleep(0.05)
+    assert not done.is_set() and len(queue) == 2  # blocked, nothing dropped
+    assert await queue.get() == BoundaryEvent(1)
+    assert await queue.get() == BoundaryEvent(2)
+    assert await asyncio.wait_for(queue.get(), 5) == BoundaryEvent(3)
+    queue.close()  # a reader that leaves never strands the producer
+    await asyncio.to_thread(thread.join, 5)
+    assert done.is_set()
+    assert await queue.get() == ClosedEvent()
+
+
+async def test_a_reader_waiting_on_an_empty_queue_is_woken_by_the_thread() -> None:
+    queue = EventQueue(asyncio.get_running_loop())
+    reader = asyncio.create_task(queue.get())
+    await asyncio.sleep(0.01)
+    threading.Thread(target=queue.put, args=(BoundaryEvent(7),)).start()
+    assert await asyncio.wait_for(reader, 5) == BoundaryEvent(7)
