@@ -5,12 +5,16 @@ a room, or any async iterable of frames), pushes them into a :class:`RoomscribeS
 forwards its results to a :class:`CaptionSink`. When the frames end (the track was
 unpublished or the participant left), it ends the stream's input and waits for the last final,
 so the participant's last words are not lost.
+
+Each caption's latency is measured with a :class:`LatencyClock`: the wall time each pushed
+frame went in, kept for a bounded window (a silent track pushes frames but gets no finals).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable, Callable
@@ -27,8 +31,95 @@ from agent.stt_plugin import (
     RoomscribeSTT,
     StreamStats,
 )
+from roomscribe.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+#: How far back the latency clock remembers pushes; a caption about older audio (which only
+#: a long outage produces) has no latency.
+LATENCY_WINDOW_S = 120.0
+
+
+class LatencyClock:
+    """When each stretch of a track's audio was pushed in, for the last ``window_s``.
+
+    Every push records ``(samples pushed so far, now)``; entries older than the window are
+    forgotten as pushes go on, so the clock stays bounded on a track of any length whether or
+    not results ever arrive (about 12,000 entries for 120 s of 10 ms frames).
+
+    Args:
+        window_s: How long a push is remembered, in seconds.
+        now: Monotonic seconds now.
+    """
+
+    def __init__(
+        self, window_s: float = LATENCY_WINDOW_S, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window_s = window_s
+        self._now = now
+        self._samples: list[int] = []
+        self._at: list[float] = []
+        self._floor = 0  # sample total of the newest push forgotten
+
+    def __len__(self) -> int:
+        """Pushes remembered."""
+        return len(self._samples)
+
+    def pushed(self, total_samples: int) -> None:
+        """Record a push after which the track has ``total_samples`` samples."""
+        now = self._now()
+        self._samples.append(total_samples)
+        self._at.append(now)
+        # Forget in steps of a second, not one entry per push: trimming a list's head copies
+        # the rest, so doing it every push would cost a copy of the window each frame.
+        if self._at[0] < now - self.window_s - 1.0:
+            self._forget(bisect.bisect_left(self._at, now - self.window_s))
+
+    def latency_ms(self, track_ms: float | None) -> float | None:
+        """Time since the sample at ``track_ms`` (track time) was pushed in, if remembered."""
+        if track_ms is None:
+            return None
+        sample = int(track_ms * SAMPLE_RATE // 1000)
+        i = bisect.bisect_left(self._samples, sample)
+        if i >= len(self._at) or (self._floor and sample <= self._floor):
+            return None
+        return (self._now() - self._at[i]) * 1000
+
+    def forget_before(self, track_ms: float) -> None:
+        """Forget pushes before ``track_ms``: no later result looks back that far."""
+        self._forget(bisect.bisect_left(self._samples, int(track_ms * SAMPLE_RATE // 1000)))
+
+    def _forget(self, count: int) -> None:
+        if count > 0:
+            self._floor = self._samples[count - 1]
+            del self._samples[:count]
+            del self._at[:count]
+
+
+@dataclass
+class TrackClock:
+    """A track's sample clock, shared by every subscription of the track.
+
+    The first stream of a track fixes its time origin; a later subscription of the same
+    track (same sid) continues that clock, so its segments land at the time they were
+    spoken and the STT service, which resumes a known track where its last stream ended,
+    keeps the new audio instead of taking it as already heard.
+    """
+
+    #: Epoch seconds of sample 0 (when the first subscription's stream started).
+    started_at: float | None = None
+    #: The end of the audio the track's earlier streams sent, in samples.
+    sent_offset: int = 0
+
+    def start(self, now: float, subscribed_at: float) -> tuple[float, int]:
+        """The origin and the first offset of a stream subscribed at ``subscribed_at``."""
+        if self.started_at is None:
+            self.started_at = now
+            return now, 0
+        # The audio between two subscriptions was never received: the new stream starts
+        # where the wall clock says, and never before what was already sent.
+        elapsed = round((subscribed_at - self.started_at) * SAMPLE_RATE)
+        return self.started_at, max(self.sent_offset, elapsed)
 
 
 @dataclass
@@ -61,6 +152,8 @@ class TrackTranscriber:
         clock: Epoch seconds now; read once, when the stream starts, as the wall time of
             its sample 0 (the live transcript's time origin). A simulated meeting passes
             the clock its LiveKit stand-in runs on.
+        track_clock: The track's clock, shared with the track's earlier subscriptions
+            (default: a new one: this is the track's first stream).
     """
 
     def __init__(
@@ -74,6 +167,7 @@ class TrackTranscriber:
         language: str = "en",
         conn_options: APIConnectOptions = TRACK_CONNECT_OPTIONS,
         clock: Callable[[], float] = time.time,
+        track_clock: TrackClock | None = None,
     ) -> None:
         self._stt = stt
         self._captions = captions
@@ -83,23 +177,28 @@ class TrackTranscriber:
         self._language = language
         self._conn_options = conn_options
         self._clock = clock
-        # (track sample count after a push, wall time of the push): the caption latency clock.
-        self._pushed_samples: list[int] = []
-        self._pushed_at: list[float] = []
+        self.track_clock = track_clock if track_clock is not None else TrackClock()
+        # Read now: audio is buffered from the subscription while a predecessor finishes.
+        self._subscribed_at = clock()
+        self.latency_clock = LatencyClock()
         self.result = TranscriberResult()
 
     async def run(self, frames: AsyncIterable[rtc.AudioFrame | rtc.AudioFrameEvent]) -> None:
         """Transcribe until ``frames`` ends and the last final is in (or the stream fails)."""
+        started_at, offset = self.track_clock.start(self._clock(), self._subscribed_at)
         stream = self._stt.stream(
             language=self._language,
             conn_options=self._conn_options,
             participant=self.participant,
             track_sid=self.track_sid,
-            track_started_at=self._clock(),
+            track_started_at=started_at,
             room=self.room,
+            start_offset=offset,
         )
         self.result.stream = stream.stats
-        pump = asyncio.create_task(self._pump(frames, stream), name=f"pump-{self.track_sid}")
+        pump = asyncio.create_task(
+            self._pump(frames, stream, offset), name=f"pump-{self.track_sid}"
+        )
         try:
             async for event in stream:
                 await self._forward(event)
@@ -113,46 +212,32 @@ class TrackTranscriber:
                 extra={"room": self.room, "track_sid": self.track_sid},
             )
         finally:
-            pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
-            await stream.aclose()
+            try:
+                await cancel_and_wait(pump)
+            finally:
+                await stream.aclose()
+                self.track_clock.sent_offset = stream.next_offset
 
     async def _pump(
         self,
         frames: AsyncIterable[rtc.AudioFrame | rtc.AudioFrameEvent],
         stream: RoomscribeStream,
+        offset: int,
     ) -> None:
-        total = 0
-        async for item in frames:
-            frame = item.frame if isinstance(item, rtc.AudioFrameEvent) else item
-            stream.push_frame(frame)
-            total += frame.samples_per_channel * SAMPLE_RATE // frame.sample_rate
-            self._pushed_samples.append(total)
-            self._pushed_at.append(time.monotonic())
-        stream.end_input()
-
-    def _push_index(self, track_ms: float) -> int:
-        """Index of the first push that carried the sample at ``track_ms`` (track time)."""
-        return bisect.bisect_left(self._pushed_samples, int(track_ms * SAMPLE_RATE // 1000))
-
-    def _latency_ms(self, track_ms: float | None) -> float | None:
-        """Time since the sample at ``track_ms`` (track time) was pushed in."""
-        if track_ms is None or not self._pushed_samples:
-            return None
-        i = self._push_index(track_ms)
-        if i >= len(self._pushed_at):
-            return None
-        return (time.monotonic() - self._pushed_at[i]) * 1000
-
-    def _forget_pushes_before(self, track_ms: float) -> None:
-        """Drop clock entries before a final's end: later results never look that far back.
-
-        Without this the clock keeps one entry per frame for the whole track (about 360,000
-        an hour); a reconnect replays only audio after the last final, so nothing is lost.
-        """
-        i = self._push_index(track_ms)
-        del self._pushed_samples[:i]
-        del self._pushed_at[:i]
+        total = offset  # on the track's clock, as the results' times are
+        try:
+            async for item in frames:
+                frame = item.frame if isinstance(item, rtc.AudioFrameEvent) else item
+                try:
+                    stream.push_frame(frame)
+                except RuntimeError:
+                    return  # the stream already ended (it failed; run() reports why)
+                total += frame.samples_per_channel * SAMPLE_RATE // frame.sample_rate
+                self.latency_clock.pushed(total)
+        finally:
+            # Also when the frames fail: the stream then still gives the last final.
+            with contextlib.suppress(RuntimeError):
+                stream.end_input()
 
     async def _forward(self, event: stt.SpeechEvent) -> None:
         final = event.type is stt.SpeechEventType.FINAL_TRANSCRIPT
@@ -160,7 +245,8 @@ class TrackTranscriber:
             return
         data = event.alternatives[0]
         metadata = data.metadata or {}
-        latency = self._latency_ms(metadata.get("audio_end_ms"))
+        clock = self.latency_clock
+        latency = clock.latency_ms(metadata.get("audio_end_ms"))
         caption = Caption(
             participant=self.participant,
             track_sid=self.track_sid,
@@ -177,10 +263,10 @@ class TrackTranscriber:
         if final:
             self.result.finals.append(caption)
             speech_end_ms = data.end_time * 1000
-            speech_end = self._latency_ms(speech_end_ms)
+            speech_end = clock.latency_ms(speech_end_ms)
             if speech_end is not None:
                 self.result.final_latencies_ms.append(speech_end)
-            self._forget_pushes_before(speech_end_ms)
+            clock.forget_before(speech_end_ms)
         else:
             self.result.partials += 1
         await self._captions.publish(caption)
