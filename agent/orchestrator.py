@@ -5,12 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from roomscribe.auth import issue_internal_token
 
 log = logging.getLogger(__name__)
+
+
+def room_segment(room: str) -> str:
+    """``room`` as one URL path segment that the orchestrator decodes back to the same name.
+
+    Room names are chosen by whoever creates the room. Sent raw, ``mallory/../victim`` would
+    be normalized by the HTTP client to ``victim`` (another meeting), and ``?``, ``#`` or ``/``
+    would cut the path short. Every reserved character is percent-encoded, ``.`` too: a
+    segment of only dots (``..``) is removed by URL normalization even though ``quote``
+    leaves dots alone.
+    """
+    return quote(room, safe="").replace(".", "%2E")
 
 
 class OrchestratorError(Exception):
@@ -37,11 +50,11 @@ class OrchestratorClient:
 
     async def register(self, room: str) -> dict[str, Any]:
         """Register the room; the orchestrator starts egress for tracks already published."""
-        return await self._post(f"/v1/internal/rooms/{room}/register")
+        return await self._post(f"/v1/internal/rooms/{room_segment(room)}/register")
 
     async def finalize(self, room: str) -> dict[str, Any]:
         """Mark the room final: it completes once every track is transcribed."""
-        return await self._post(f"/v1/internal/rooms/{room}/finalize")
+        return await self._post(f"/v1/internal/rooms/{room_segment(room)}/finalize")
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -57,7 +70,10 @@ class OrchestratorClient:
                 problem = f"cannot reach the orchestrator: {exc}"
             else:
                 if res.status_code < 400:
-                    return dict(res.json())
+                    try:
+                        return dict(res.json())
+                    except (ValueError, TypeError) as exc:  # not the orchestrator (a proxy?)
+                        raise OrchestratorError(f"{path}: answer is not JSON: {exc}") from exc
                 if res.status_code < 500:  # refused: retrying would not help
                     raise OrchestratorError(f"{path}: HTTP {res.status_code}: {res.text}")
                 problem = f"HTTP {res.status_code}"

@@ -8,7 +8,7 @@ from roomscribe.settings import CoreSettings
 
 
 class AgentSettings(CoreSettings):
-    """Where the agent's services are, and how much it takes on."""
+    """Where the agent's services are, how much it takes on, and who may make it speak."""
 
     orchestrator_url: str = "http://localhost:8000"
     stt_url: str = "http://localhost:8001"
@@ -22,3 +22,22 @@ class AgentSettings(CoreSettings):
         default=30, ge=1, description="Tracks one agent worker transcribes at most (its load)."
     )
     agent_tts_max_chars: int = Field(default=2000, ge=1, description="Longest text to speak.")
+    agent_tts_max_queued: int = Field(
+        default=8,
+        ge=1,
+        description="Speak requests waiting behind the one being spoken; a speak beyond them "
+        "gets an error status 'queue full'.",
+    )
+    agent_tts_allow: str = Field(
+        default="",
+        description="Comma-separated participant identities whose tts_control messages are "
+        "obeyed. By default nobody's are: besides this list, only participants whose "
+        "roomscribe.tts attribute is 'allow' (set in their access token, or by the server API; "
+        "give such tokens no canUpdateOwnMetadata grant, or they could set it themselves) and "
+        "messages sent by a server SDK (no participant) may drive speech. Others get an "
+        "error status 'not allowed'.",
+    )
+
+    def tts_allowed_identities(self) -> frozenset[str]:
+        """The identities of ``ROOMSCRIBE_AGENT_TTS_ALLOW``, blanks dropped."""
+        return frozenset(filter(None, (part.strip() for part in self.agent_tts_allow.split(","))))

@@ -2,10 +2,14 @@
 
 An application sends ``{"type": "speak", "id", "text", "voice"?, "speed"?}`` or
 ``{"type": "stop", "id"?}``. :class:`TtsManager` validates each message, speaks requests one
-after another, sentence by sentence (the first sentence plays while the next is synthesized),
-and answers on ``tts_status`` with ``{"id", "state": "started|finished|stopped|error",
-"error"?}``. ``stop`` is barge-in: playback is cut at once, queued audio included. A bad
-message gets an ``error`` status and changes nothing else.
+after another, sentence by sentence, and answers on ``tts_status`` with ``{"id", "state":
+"started|finished|stopped|error", "error"?}``. The next sentence is requested from the TTS
+service as soon as one starts playing, so its synthesis time is hidden behind playback. At
+most ``max_queued`` requests wait behind the one being spoken; another ``speak`` gets an
+``error`` status ("queue full"). ``stop`` is barge-in: playback is cut at once, queued audio
+and the prefetched sentence included. A bad message gets an ``error`` status and changes
+nothing else. Who may send control messages is the caller's decision (the room session's
+allow-list); :func:`request_id_of` helps it answer a refused one.
 
 Synthesis is the TTS service's (``POST /v1/synthesize``, answered with streamed PCM s16le
 mono, its rate in the ``X-Sample-Rate`` header); playback goes to an agent audio track.
@@ -175,6 +179,43 @@ class TrackAudioOutput:
         await self.source.aclose()
 
 
+class _Prefetch:
+    """One sentence being synthesized in the background; its chunks wait in a queue.
+
+    Failures are kept and raised to the reader, so a sentence that is never played (barge-in)
+    never leaves an unretrieved task exception behind.
+    """
+
+    def __init__(self, synth: Synthesizer, text: str, request: SpeakRequest) -> None:
+        self._chunks: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        self._error: BaseException | None = None
+        self._task = asyncio.create_task(self._fetch(synth, text, request), name="tts-prefetch")
+
+    async def _fetch(self, synth: Synthesizer, text: str, request: SpeakRequest) -> None:
+        try:
+            async for chunk in synth.synthesize(text, voice=request.voice, speed=request.speed):
+                self._chunks.put_nowait(chunk)
+        except httpx.HTTPError as exc:
+            self._error = TtsError(f"TTS service unreachable: {exc}")
+        except Exception as exc:  # raised to the reader, which reports it
+            self._error = exc
+        finally:
+            self._chunks.put_nowait(None)
+
+    async def chunks(self) -> AsyncIterator[tuple[bytes, int]]:
+        """The sentence's PCM chunks as they arrive; raises what synthesis raised."""
+        while (chunk := await self._chunks.get()) is not None:
+            yield chunk
+        if self._error is not None:
+            raise self._error
+
+    async def cancel(self) -> None:
+        """Stop synthesizing (the HTTP stream is closed) and end :meth:`chunks`."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._chunks.put_nowait(None)  # a reader waiting on a cancelled fetch ends too
+
+
 class TtsManager:
     """Handles ``tts_control`` messages; see the module docstring.
 
@@ -183,6 +224,7 @@ class TtsManager:
         output: Where the speech plays.
         send_status: Publishes a status on ``tts_status``.
         max_chars: The longest text accepted.
+        max_queued: The most requests waiting behind the one being spoken.
     """
 
     def __init__(
@@ -192,17 +234,21 @@ class TtsManager:
         send_status: Callable[[TtsStatus], Awaitable[None]],
         *,
         max_chars: int = 2000,
+        max_queued: int = 8,
     ) -> None:
         self._synth = synthesizer
         self._output = output
         self._send_status = send_status
         self._max_chars = max_chars
+        self._max_queued = max_queued
         self._queue: list[SpeakRequest] = []
         self._wakeup = asyncio.Event()
         self._current: SpeakRequest | None = None
         self._speaking: asyncio.Task[None] | None = None
         self._interrupted = False
         self._runner: asyncio.Task[None] | None = None
+        # The sentence playing and the next one: at most two syntheses at a time.
+        self._fetches: set[_Prefetch] = set()
 
     def start(self) -> None:
         """Start speaking queued requests (call once, in the event loop)."""
@@ -213,6 +259,7 @@ class TtsManager:
         self._queue.clear()
         self._interrupted = True
         self._output.clear()
+        await self._cancel_fetches()
         if self._speaking is not None:
             await asyncio.gather(self._speaking, return_exceptions=True)
         if self._runner is not None:
@@ -229,12 +276,17 @@ class TtsManager:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "message"
-            await self._status(_id_of(payload), "error", f"{where}: {err['msg']}")
+            await self._status(request_id_of(payload), "error", f"{where}: {err['msg']}")
             return
         if isinstance(message, StopRequest):
             await self._stop(message.id)
         elif len(message.text) > self._max_chars:
             await self._status(message.id, "error", f"text over {self._max_chars} characters")
+        elif len(self._queue) >= self._max_queued:
+            # Bounded so a flood of requests cannot hold memory or keep the agent talking.
+            await self._status(
+                message.id, "error", f"queue full: {self._max_queued} requests waiting"
+            )
         else:
             self._queue.append(message)
             self._wakeup.set()
@@ -246,8 +298,14 @@ class TtsManager:
         if current is not None and (request_id is None or current.id == request_id):
             self._interrupted = True
             self._output.clear()
+            await self._cancel_fetches()
         for request in queued:
             await self._status(request.id, "stopped")
+
+    async def _cancel_fetches(self) -> None:
+        fetches, self._fetches = self._fetches, set()
+        for fetch in fetches:
+            await fetch.cancel()
 
     async def _run(self) -> None:
         while True:
@@ -262,24 +320,42 @@ class TtsManager:
                     await self._speaking
                 except TtsError as exc:
                     await self._status(request.id, "error", str(exc))
+                except Exception as exc:  # one broken request must not end the manager
+                    log.exception("speaking a request failed")
+                    await self._status(request.id, "error", f"speech failed: {exc}")
                 else:
                     await self._status(request.id, "stopped" if self._interrupted else "finished")
                 finally:
                     self._current = None
                     self._speaking = None
 
+    def _prefetch(self, sentence: str, request: SpeakRequest) -> _Prefetch:
+        fetch = _Prefetch(self._synth, sentence, request)
+        self._fetches.add(fetch)
+        return fetch
+
     async def _speak(self, request: SpeakRequest) -> None:
         await self._status(request.id, "started")
-        for sentence in split_sentences(request.text):
-            try:
-                async for pcm, rate in self._synth.synthesize(
-                    sentence, voice=request.voice, speed=request.speed
-                ):
+        sentences = split_sentences(request.text)
+        upcoming: _Prefetch | None = None
+        try:
+            for i, sentence in enumerate(sentences):
+                # Prefetched while the previous sentence played (unless it had no audio).
+                playing = upcoming or self._prefetch(sentence, request)
+                upcoming = None
+                async for pcm, rate in playing.chunks():
                     if self._interrupted:
                         return
+                    # The sentence starts playing: synthesize the next one meanwhile, or the
+                    # listener hears the TTS service's whole latency between sentences.
+                    if upcoming is None and i + 1 < len(sentences):
+                        upcoming = self._prefetch(sentences[i + 1], request)
                     await self._output.play(pcm, rate)
-            except httpx.HTTPError as exc:
-                raise TtsError(f"TTS service unreachable: {exc}") from exc
+                self._fetches.discard(playing)
+                if self._interrupted:
+                    return
+        finally:
+            await self._cancel_fetches()
 
     async def _status(self, request_id: str | None, state: str, error: str | None = None) -> None:
         status = TtsStatus.model_validate({"id": request_id, "state": state, "error": error})
@@ -289,8 +365,17 @@ class TtsManager:
             log.warning("could not send a tts_status: %s", exc)
 
 
-def _id_of(payload: bytes | str) -> str | None:
-    """The ``id`` of a message that failed validation, when it has a usable one."""
+def request_id_of(payload: bytes | str) -> str | None:
+    """The ``id`` of a control message that is refused or invalid, when it has a usable one.
+
+    Args:
+        payload: The raw ``tts_control`` message.
+
+    Returns:
+        Its ``id`` when it is a JSON object with a string ``id`` of at most 128 characters.
+    """
+    if len(payload) > MAX_CONTROL_BYTES:
+        return None
     try:
         loose = TypeAdapter(dict[str, object]).validate_json(payload)
     except ValidationError:

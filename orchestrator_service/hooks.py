@@ -108,7 +108,7 @@ class FinalizeResult(BaseModel):
 
 
 @router.post(
-    "/v1/internal/rooms/{room}/register", response_model=RoomPublic, include_in_schema=False
+    "/v1/internal/rooms/{room:path}/register", response_model=RoomPublic, include_in_schema=False
 )
 async def register_room(room: str, state: StateDep, caller: Internal) -> RoomPublic:
     """Register a room for transcription and start recording tracks already published."""
@@ -118,7 +118,9 @@ async def register_room(room: str, state: StateDep, caller: Internal) -> RoomPub
 
 
 @router.post(
-    "/v1/internal/rooms/{room}/finalize", response_model=FinalizeResult, include_in_schema=False
+    "/v1/internal/rooms/{room:path}/finalize",
+    response_model=FinalizeResult,
+    include_in_schema=False,
 )
 async def finalize_room(room: str, state: StateDep, caller: Internal) -> FinalizeResult:
     """The meeting ended: mark the room final (it completes when no track is pending)."""

@@ -1,4 +1,5 @@
-"""When the agent's job ends, the room is finalized only if LiveKit ended the room.
+"""When the agent's job ends, the room is finalized only if LiveKit ended the room; and the
+agent's orchestrator calls reach the room they name, whatever its name.
 
 The session runs against the real orchestrator (and the emulator behind it) over HTTP; the
 room object is a small stand-in with what ``RoomSession`` reads of an ``rtc.Room``.
@@ -6,15 +7,19 @@ room object is a small stand-in with what ``RoomSession`` reads of an ``rtc.Room
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import unquote
 
 import pytest
 from livekit import rtc
 from pydantic import SecretStr
 
+from agent.orchestrator import OrchestratorClient, OrchestratorError, room_segment
+from agent.session import RoomSession
 from agent.settings import AgentSettings
-from agent.worker import RoomSession, StreamLoad
+from agent.worker import StreamLoad
 from roomscribe.models import RoomStatus
 from tests.world import INTERNAL, World, tone
 
@@ -93,3 +98,62 @@ async def test_a_room_finalized_too_early_reopens_when_registered_again(world: W
     room = await world.store.get_room("standup")
     assert room.status is RoomStatus.ACTIVE
     assert room.status_reason == "reopened: the meeting goes on"
+
+
+#: Room names chosen to escape their URL path segment, each a different way.
+HOSTILE_NAMES = [
+    "mallory/../victim",  # normalized to .../rooms/victim/... when sent raw
+    "../victim",
+    "..",
+    ".",
+    "a?b#c",  # raw, the query or fragment would cut the path short
+    "x/y",
+    "x/register",
+    "ünïcødé 会议",
+    "%2e%2e",  # already percent-encoded: must stay these six characters
+    "a%2Fb",
+    "victim%00",
+]
+
+
+def test_room_names_become_one_path_segment() -> None:
+    for name in HOSTILE_NAMES:
+        segment = room_segment(name)
+        assert "/" not in segment and "?" not in segment and "#" not in segment
+        assert "." not in segment  # no dot segment for URL normalization to remove
+        assert unquote(segment) == name
+
+
+async def _attack(world: World, name: str) -> None:
+    """Register and finalize ``name`` as an agent in that room would."""
+    client = OrchestratorClient(world.url, INTERNAL, attempts=1)
+    try:
+        for call in (client.register, client.finalize):
+            with contextlib.suppress(OrchestratorError):  # refused is fine, not elsewhere
+                await call(name)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+async def test_a_hostile_room_name_reaches_no_other_room(world: World, name: str) -> None:
+    await world.register("victim")
+    await _attack(world, name)
+    assert (await world.store.get_room("victim")).status is RoomStatus.REGISTERED
+    names = {room.name for room in (await world.store.list_rooms(limit=100)).rooms}
+    assert names <= {"victim", name}
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+async def test_a_room_is_registered_and_finalized_under_its_own_name(
+    world: World, name: str
+) -> None:
+    client = OrchestratorClient(world.url, INTERNAL, attempts=1)
+    try:
+        registered = await client.register(name)
+        assert registered["name"] == name
+        finalized = await client.finalize(name)
+        assert finalized["room"]["name"] == name
+    finally:
+        await client.aclose()
+    assert (await world.store.get_room(name)).status is not RoomStatus.REGISTERED

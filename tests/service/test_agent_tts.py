@@ -2,6 +2,8 @@
 
 Playback goes to a real ``rtc.AudioSource`` (the agent's voice track); a real track
 transcriber runs beside it to show that bad control messages never disturb transcription.
+Gaps between sentences are measured on the voice track's own timeline: how much audio the
+source still had queued when the next sentence's first audio reached it.
 """
 
 from __future__ import annotations
@@ -9,14 +11,25 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from agent.captions import Caption
 from agent.stt_plugin import RoomscribeSTT
 from agent.transcriber import TrackTranscriber
-from agent.tts import HttpSynthesizer, TrackAudioOutput, TtsManager, TtsStatus, split_sentences
+from agent.tts import (
+    HttpSynthesizer,
+    Synthesizer,
+    TrackAudioOutput,
+    TtsManager,
+    TtsStatus,
+    split_sentences,
+)
 from devkit.local_tracks import track_frames
 from devkit.tones import synthesize
 from roomscribe.auth import issue_internal_token
@@ -57,19 +70,86 @@ class Speaker:
         await self.manager.handle(payload)
 
 
-@pytest.fixture
-async def speaker() -> AsyncIterator[Speaker]:
-    fake = FakeTts()
-    async with running(fake.app) as url:
+class SlowTts(FakeTts):
+    """The stand-in TTS service, answering each sentence ``latency_s`` late.
+
+    ``on_request`` is called with each text as its request arrives (before the wait).
+    """
+
+    def __init__(self, latency_s: float, on_request: Callable[[str], None]) -> None:
+        super().__init__()
+        self.latency_s = latency_s
+        self._on_request = on_request
+
+    async def _synthesize(self, request: Request) -> Response:
+        self._on_request(str((await request.json()).get("text", "")))
+        await asyncio.sleep(self.latency_s)
+        return await super()._synthesize(request)
+
+
+class TimedOutput(TrackAudioOutput):
+    """The voice track, noting before each chunk how much audio the source still held."""
+
+    def __init__(self) -> None:
+        super().__init__(RATE)
+        #: (samples queued so far, seconds of audio still queued in the source), per chunk.
+        self.timeline: list[tuple[int, float]] = []
+
+    async def play(self, pcm: bytes, sample_rate: int) -> None:
+        self.timeline.append((self.played_samples, self.source.queued_duration))
+        await super().play(pcm, sample_rate)
+
+    def queued_at(self, sample: int) -> float:
+        """Audio still queued when the chunk starting at ``sample`` was handed over."""
+        return next(queued for at, queued in self.timeline if at == sample)
+
+
+@dataclass
+class Fetches:
+    """A synthesizer that notes which sentences were synthesized to the end or cut off."""
+
+    inner: Synthesizer
+    completed: list[str]
+    cancelled: list[str]
+
+    async def synthesize(
+        self, text: str, *, voice: str | None, speed: float | None
+    ) -> AsyncIterator[tuple[bytes, int]]:
+        done = False
+        try:
+            async for chunk in self.inner.synthesize(text, voice=voice, speed=speed):
+                yield chunk
+            done = True
+        finally:
+            (self.completed if done else self.cancelled).append(text)
+
+
+@asynccontextmanager
+async def make_speaker(
+    fake: FakeTts | None = None,
+    *,
+    output: TrackAudioOutput | None = None,
+    max_queued: int = 8,
+    wrap: Callable[[Synthesizer], Synthesizer] = lambda synth: synth,
+) -> AsyncIterator[Speaker]:
+    async with running((fake or FakeTts()).app) as url:
         synth = HttpSynthesizer(url, secret=None)
-        output = TrackAudioOutput(RATE)
+        voice = output or TrackAudioOutput(RATE)
         statuses = Statuses()
-        manager = TtsManager(synth, output, statuses.send, max_chars=200)
+        manager = TtsManager(
+            wrap(synth), voice, statuses.send, max_chars=200, max_queued=max_queued
+        )
         manager.start()
-        yield Speaker(manager, output, statuses)
+        yield Speaker(manager, voice, statuses)
         await manager.aclose()
         await synth.aclose()
-        await output.aclose()
+        await voice.aclose()
+
+
+@pytest.fixture
+async def speaker() -> AsyncIterator[Speaker]:
+    async with make_speaker() as running_speaker:
+        yield running_speaker
 
 
 def test_sentences_are_split_for_streaming() -> None:
@@ -176,4 +256,74 @@ async def test_bad_control_messages_do_not_disturb_transcription(
         await transcribing
     assert [w for c in captions if c.final for w in c.text.split()] == words
     assert tt.result.error is None
-    assert sum(s.state == "error" for s in speaker.statuses.items) == 30
+    # One error per bad message; good ones beyond the queue's bound are refused as full.
+    errors = [s.error or "" for s in speaker.statuses.items if s.state == "error"]
+    assert sum("queue full" not in e for e in errors) == 30
+
+
+def words(n: int, end: str = ".") -> str:
+    return " ".join(["w"] * n) + end
+
+
+async def test_next_sentence_is_synthesized_while_one_plays() -> None:
+    # 600 ms per sentence is more than the voice track buffers (400 ms): fetched only after
+    # the previous sentence, every sentence would start after a silence.
+    sentences = [words(15), words(15), words(15)]
+    output = TimedOutput()
+    asked_at: list[tuple[str, int]] = []
+    fake = SlowTts(0.6, lambda text: asked_at.append((text, output.played_samples)))
+    async with make_speaker(fake, output=output) as speaker:
+        await speaker.send({"type": "speak", "id": "p", "text": " ".join(sentences)})
+        await speaker.statuses.wait_for("p", "finished", within_s=30)
+    per_sentence = expected_samples(sentences[0])
+    assert [text for text, _ in asked_at] == sentences
+    assert output.played_samples == 3 * per_sentence
+    for n in (1, 2):
+        previous_start, previous_end = (n - 1) * per_sentence, n * per_sentence
+        # Sentence n was asked for once sentence n-1 had started playing, not after it.
+        assert previous_start <= asked_at[n][1] < previous_end
+        # Its first audio reached the track while the previous one still played: no gap.
+        assert output.queued_at(previous_end) > 0.1
+
+
+async def test_stop_cancels_the_prefetched_sentence() -> None:
+    output = TimedOutput()
+    log: Fetches = Fetches(HttpSynthesizer("http://unused", None), [], [])
+
+    def wrap(synth: Synthesizer) -> Synthesizer:
+        log.inner = synth
+        return log
+
+    fake = SlowTts(1.0, lambda _: None)
+    async with make_speaker(fake, output=output, wrap=wrap) as speaker:
+        await speaker.send({"type": "speak", "id": "s", "text": words(30) + " " + words(5)})
+        async with asyncio.timeout(10):
+            while output.played_samples == 0:  # noqa: ASYNC110 - polling a counter
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # the second sentence is asked for, not yet answered
+        await speaker.send({"type": "stop"})
+        await speaker.statuses.wait_for("s", "stopped", within_s=3)
+        assert words(5) in log.cancelled
+        assert words(5) not in log.completed
+        assert fake.requests == [words(30)]  # the second one never got past the latency
+        await speaker.send({"type": "speak", "id": "again", "text": "hello"})
+        await speaker.statuses.wait_for("again", "finished", within_s=10)
+    assert output.played_samples < expected_samples(words(30)) + expected_samples("hello")
+
+
+async def test_a_speak_beyond_the_queue_bound_is_refused() -> None:
+    async with make_speaker(max_queued=2) as speaker:
+        await speaker.send({"type": "speak", "id": "long", "text": words(60)})
+        await speaker.statuses.wait_for("long", "started")
+        for i in range(3):
+            await speaker.send({"type": "speak", "id": f"q{i}", "text": f"queued {i}"})
+        await speaker.statuses.wait_for("q2", "error")
+        assert "queue full" in (speaker.statuses.items[-1].error or "")
+        await speaker.send({"type": "stop"})
+        await speaker.statuses.wait_for("long", "stopped", within_s=3)
+        assert speaker.statuses.of("q0") == ["stopped"]
+        assert speaker.statuses.of("q1") == ["stopped"]
+        assert speaker.statuses.of("q2") == ["error"]
+        # Room again once the queue drained.
+        await speaker.send({"type": "speak", "id": "after", "text": "hello"})
+        await speaker.statuses.wait_for("after", "finished")
