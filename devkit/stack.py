@@ -31,8 +31,8 @@ from roomscribe.serving import running
 from roomscribe.store import SQLiteTranscriptStore
 
 if TYPE_CHECKING:
+    from stt_service.jobs import WhisperWorker
     from stt_service.whisper import WhisperTranscriber
-    from stt_service.worker import WhisperWorker
 
 #: The SQLite file and the objects folder, inside the work folder.
 DB_NAME = "roomscribe.db"
@@ -202,7 +202,7 @@ def _start_worker(
     secrets: StackSecrets,
     poll_s: float,
 ) -> WhisperWorker:
-    from stt_service.worker import WhisperWorker, orchestrator_notifier
+    from stt_service.jobs import WhisperWorker, orchestrator_notifier
 
     worker = WhisperWorker(
         store,

