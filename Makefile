@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,agent,demo
+EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,tts,agent,demo
 
-.PHONY: setup test check demo bench bench-store bench-stt bench-webhooks bench-whisper bench-demo clean
+.PHONY: setup test check demo bench bench-store bench-stt bench-webhooks bench-whisper bench-demo clean up down models logs
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -51,3 +51,17 @@ bench-demo: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The compose stack (docker-compose.yml; copy .env.example to .env first). `make models` fills
+# the models volume with real models; run it before the first `make up`.
+up:
+	docker compose up -d
+
+down:
+	docker compose down
+
+models:
+	docker compose run --rm models
+
+logs:
+	docker compose logs -f
