@@ -30,7 +30,7 @@ demo: setup
 	$(PY) -m devkit demo $(ARGS)
 
 # Benchmarks print a table, or with ARGS=--json one JSON object last (docs/benchmarks.md).
-bench: bench-store bench-webhooks bench-stt bench-whisper bench-demo
+bench: bench-store bench-webhooks bench-stt bench-live-memory bench-whisper bench-demo
 
 bench-store: setup
 	$(PY) -m bench.store $(ARGS)
@@ -41,6 +41,10 @@ bench-webhooks: setup
 # Needs the speech corpus beside the repository (../shared/data/speech) or --speech DIR.
 bench-stt: setup
 	$(PY) -m bench.stt_load $(ARGS)
+
+# 1,000 STT sessions and a 3-hour silent track: memory kept per session and per track-hour.
+bench-live-memory: setup
+	$(PY) -m bench.live_memory $(ARGS)
 
 bench-whisper: setup
 	$(PY) -m bench.whisper $(ARGS)
