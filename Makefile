@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,tts,agent,demo
 
-.PHONY: setup test check demo bench bench-store bench-stt bench-webhooks bench-whisper bench-demo clean up down models logs
+.PHONY: setup test check demo bench bench-store bench-stt bench-live-memory bench-webhooks bench-whisper bench-demo clean up down models logs
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
