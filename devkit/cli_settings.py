@@ -28,6 +28,7 @@ SERVICES: Final[dict[str, tuple[str, str]]] = {
     ),
     "stt": ("python -m stt_service", "stt_service.settings:SttSettings"),
     "worker": ("python -m stt_service.worker", "stt_service.worker:WorkerSettings"),
+    "tts": ("python -m tts_service", "tts_service.settings:TtsSettings"),
     "agent": ("python -m agent", "agent.settings:AgentSettings"),
 }
 

@@ -115,8 +115,20 @@ def test_settings_lists_every_service_with_env_vars_and_defaults(
 ) -> None:
     assert devkit_main(["settings"]) == 0
     out = capsys.readouterr().out
-    for title in ("### shared", "### orchestrator", "### stt", "### worker", "### agent"):
+    for title in (
+        "### shared",
+        "### orchestrator",
+        "### stt",
+        "### worker",
+        "### tts",
+        "### agent",
+    ):
         assert title in out
+    # Every service entry point of the repository is listed.
+    root = Path(__file__).resolve().parents[2]
+    for main in root.glob("*/__main__.py"):
+        if main.parent.name != "devkit":
+            assert f": python -m {main.parent.name}" in out, main.parent.name
     rows = [line for line in out.splitlines() if line.startswith("| `")]
     assert all(line.count(" | ") >= 3 for line in rows)
     assert re.search(r"\| `secret` \| `ROOMSCRIBE_SECRET` \| \(a development placeholder\) \|", out)
