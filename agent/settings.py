@@ -11,7 +11,12 @@ class AgentSettings(CoreSettings):
     """Where the agent's services are, how much it takes on, and who may make it speak."""
 
     orchestrator_url: str = "http://localhost:8000"
-    stt_url: str = "http://localhost:8001"
+    stt_url: str = Field(
+        default="http://localhost:8001",
+        description="The STT service, or several instances comma-separated: each track's "
+        "stream goes to the instance with the fewest of this agent's streams and moves to the "
+        "next one when its instance fails, refuses (1013) or restarts (1012).",
+    )
     tts_url: str = "http://localhost:8002"
     agent_language: str = Field(
         default="en",

@@ -29,7 +29,7 @@ import dataclasses
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,7 +91,12 @@ class RoomscribeSTT(stt.STT[Literal["metrics_collected", "error"]]):
     """Streaming speech-to-text through a Roomscribe STT service.
 
     Args:
-        url: The service's base URL (``http(s)://`` or ``ws(s)://``), without ``/v1/stream``.
+        url: The service's base URL (``http(s)://`` or ``ws(s)://``), without ``/v1/stream``;
+            several instances as a comma-separated list (or a sequence). Each stream is
+            assigned the instance with the fewest open streams of this STT; when a connection
+            fails or the instance refuses or drops the stream retryably (overloaded 1013,
+            restarting 1012, a lost connection), its next attempt goes to the next instance,
+            and the resume point comes from the shared store, so nothing is lost on the move.
         token: The internal token (``aud`` = ``stt``), or a function that returns a fresh one
             for each connection (tokens are short-lived); ``None`` when the service runs
             without authentication.
@@ -105,7 +110,7 @@ class RoomscribeSTT(stt.STT[Literal["metrics_collected", "error"]]):
     def __init__(
         self,
         *,
-        url: str,
+        url: str | Sequence[str],
         token: str | Callable[[], str] | None = None,
         language: str = "en",
         room: str = "default",
@@ -121,10 +126,10 @@ class RoomscribeSTT(stt.STT[Literal["metrics_collected", "error"]]):
                 manual_flush=True,
             )
         )
-        base = url.rstrip("/")
-        if base.startswith("http"):
-            base = "ws" + base[len("http") :]
-        self._ws_url = f"{base}/v1/stream"
+        urls = url.split(",") if isinstance(url, str) else list(url)
+        self._ws_urls = [_stream_url(u) for u in urls if u.strip()]
+        if not self._ws_urls:
+            raise ValueError("RoomscribeSTT needs at least one STT service URL")
         self._token = token
         self._opts = STTOptions(
             language=language,
@@ -166,6 +171,19 @@ class RoomscribeSTT(stt.STT[Literal["metrics_collected", "error"]]):
         self._opts = updated_options(self._opts, language=language, keepalive=keepalive_interval_s)
         for stream in self._streams:
             stream.update_options(language=language, keepalive_interval_s=keepalive_interval_s)
+
+    @property
+    def instances(self) -> list[str]:
+        """The STT service instances' stream URLs, in the order failover tries them."""
+        return list(self._ws_urls)
+
+    def _assign(self) -> int:
+        """The instance a new stream starts on: the one with the fewest open streams."""
+        load = [0] * len(self._ws_urls)
+        for stream in self._streams:
+            if not stream.closed:
+                load[stream.instance] += 1
+        return min(range(len(load)), key=load.__getitem__)
 
     def _auth_headers(self) -> dict[str, str]:
         token = self._token() if callable(self._token) else self._token
@@ -216,6 +234,7 @@ class RoomscribeSTT(stt.STT[Literal["metrics_collected", "error"]]):
             ),
             opts=opts,
             start_offset=start_offset,
+            instance=self._assign(),
         )
         self._streams.add(stream)
         return stream
@@ -251,3 +270,11 @@ class RoomscribeSTT(stt.STT[Literal["metrics_collected", "error"]]):
             request_id=stream.start.track_sid,
             alternatives=[data],
         )
+
+
+def _stream_url(url: str) -> str:
+    """``/v1/stream`` on ``url``, as ``ws(s)://`` (``http(s)://`` is accepted)."""
+    base = url.strip().rstrip("/")
+    if base.startswith("http"):
+        base = "ws" + base[len("http") :]
+    return f"{base}/v1/stream"

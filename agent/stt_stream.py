@@ -110,6 +110,8 @@ class StreamStats:
     sent_samples: int = 0
     replayed_samples: int = 0
     reconnects: int = 0
+    #: Times a failed connection moved the stream to the next STT instance.
+    failovers: int = 0
     #: Connections the service closed for idleness (each followed by a lazy reconnect).
     idle_closes: int = 0
     keepalives: int = 0
@@ -139,6 +141,7 @@ class RoomscribeStream(stt.RecognizeStream):
         start: StartMessage,
         opts: STTOptions,
         start_offset: int = 0,
+        instance: int = 0,
     ) -> None:
         super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
         self._owner = stt
@@ -148,6 +151,8 @@ class RoomscribeStream(stt.RecognizeStream):
         self.stats = StreamStats()
         self._replay = ReplayBuffer(int(opts.max_replay_s * SAMPLE_RATE))
         self._next_offset = start_offset
+        #: Index of the STT instance the stream connects to next (see RoomscribeSTT ``url``).
+        self.instance = instance
         self._pending = bytearray()  # input not yet sent; survives a reconnect
         self._held: list[_Input] = []  # an input item taken while idle, sent first
         self._input_done = False  # every input sample sent, then ``end``
@@ -198,18 +203,37 @@ class RoomscribeStream(stt.RecognizeStream):
                     self._end_speech()
                     return
                 self._idle = False
-            ws, ready = await self._connect()
+            try:
+                ws, ready = await self._connect()
+            except APIConnectionError:
+                self._fail_over()
+                raise
             if self._connected_once:
                 self.stats.reconnects += 1
             self._connected_once = True
             try:
                 await self._session(ws, ready.resume_offset)
                 return
+            except APIConnectionError:
+                # Overloaded, restarting or cut: the retry goes to the next instance.
+                self._fail_over()
+                raise
             except _IdleClosed:
                 self.stats.idle_closes += 1
                 self._idle = True
             finally:
                 await ws.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream has ended (it no longer counts toward its instance's load)."""
+        return self._task.done()
+
+    def _fail_over(self) -> None:
+        count = len(self._owner.instances)
+        if count > 1:
+            self.instance = (self.instance + 1) % count
+            self.stats.failovers += 1
 
     async def _input_waiting(self) -> bool:
         """After an idle close, wait for input; False when it ended with nothing to send."""
@@ -261,7 +285,7 @@ class RoomscribeStream(stt.RecognizeStream):
         try:
             async with asyncio.timeout(self._conn_options.timeout):
                 ws = await connect(
-                    self._owner._ws_url,
+                    self._owner.instances[self.instance],
                     additional_headers=self._owner._auth_headers(),
                     max_size=2**22,
                     compression=None,

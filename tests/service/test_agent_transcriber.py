@@ -217,6 +217,51 @@ async def test_stt_restart_mid_stream_loses_no_final_and_keeps_offsets(
     assert [w for s in stored.segments for w in s.text.split()] == words
 
 
+async def test_streams_spread_over_stt_instances_and_fail_over_when_one_stops(
+    make_service: Callable[..., Any],
+) -> None:
+    first, second = make_service(), make_service()  # two instances on one store
+    svc_a, svc_b = await first.start(), await second.start()
+    stt = plugin(f"{svc_a.url},{svc_b.url}")
+    assert len(stt.instances) == 2
+    # Each new stream goes to the instance with the fewest open streams.
+    probes = [stt.stream(track_sid=f"TR_probe{i}", participant=f"p{i}") for i in range(2)]
+    assert sorted(p.instance for p in probes) == [0, 1]
+    for probe in probes:
+        probe.end_input()
+        await probe.aclose()
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    pcm = np.concatenate(
+        [
+            synthesize(words[0:2], tail_s=0.9),
+            synthesize(words[2:4], lead_s=0.3, tail_s=0.9),
+            synthesize(words[4:6], lead_s=0.3),
+        ]
+    )
+    sink = CaptionLog()
+    tt = transcriber(
+        "",
+        sink,
+        "alice",
+        stt=stt,
+        conn_options=BackoffConnectOptions(max_retry=20, retry_interval=0.1, timeout=5),
+    )
+    run = asyncio.create_task(tt.run(track_frames(pcm, speed=3)))
+    while tt.result.stream.sent_samples < 16000 * 2:  # noqa: ASYNC110 - polling a counter
+        await asyncio.sleep(0.02)
+    stream_instance = next(s for s in stt._streams if s.start.track_sid == "TR_alice").instance
+    # The instance it is on stops for good (1012, no restart): the stream moves on.
+    await (first if stream_instance == 0 else second).stop()
+    await run
+    got = [w for c in sink.finals() for w in c.text.split()]
+    assert got == words, "every word once across the move"
+    assert tt.result.stream.failovers >= 1
+    stored = await svc_a.store.query_transcript(
+        TranscriptQuery(room="standup", track_sid="TR_alice", source=TranscriptSource.REALTIME)
+    )
+    assert [w for s in stored.segments for w in s.text.split()] == words
+
+
 async def test_stt_crash_mid_utterance_is_resent_to_the_new_process(
     tmp_path: Path, vosk_model_dir: Path
 ) -> None:
