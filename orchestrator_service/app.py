@@ -12,7 +12,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from orchestrator_service import hooks
+from orchestrator_service import hooks, live
 from orchestrator_service.api import router
 from orchestrator_service.deps import OrchestratorState
 from orchestrator_service.errors import error_body, install_error_handlers
@@ -85,6 +85,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(hooks.router)
+    app.include_router(live.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

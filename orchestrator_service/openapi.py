@@ -47,6 +47,8 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
           "room 'weekly-standup' still has tracks being transcribed"),
     413: ("The body is larger than the endpoint accepts.", "too_large",
           "webhook body too large"),
+    416: ("The Range header asks for no byte the recording has, or for several ranges.",
+          "range_not_satisfiable", "bytes=5000000- is past the end of the recording"),
     422: ("A parameter or the body does not validate.", "invalid_request",
           "limit: Input should be less than or equal to 1000"),
     503: ("The transcript store cannot be reached; retry after Retry-After seconds.",

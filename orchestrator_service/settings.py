@@ -92,6 +92,15 @@ class OrchestratorSettings(CoreSettings):
     summary_section_chars: int = Field(default=24_000, ge=1000)
     summary_timeout_s: float | None = Field(default=None, gt=0)
     api_page_max: int = Field(default=1000, ge=1)
+    events_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often a room's event stream reads the store."
+    )
+    events_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Seconds between keepalive comments of a quiet stream."
+    )
+    stream_token_ttl_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Lifetime of the event and audio URL tokens."
+    )
 
     @property
     def summary(self) -> SummarySettings:

@@ -18,6 +18,7 @@ import queue
 import threading
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Self, TypeVar, cast
 from urllib.parse import urlsplit
@@ -574,6 +575,32 @@ class S3ObjectStore:
         except ObjectNotFoundError:
             return False
         return True
+
+    async def presigned_get_url(self, key: str, *, expires_s: float) -> str:
+        """A URL that downloads the object without credentials until it expires.
+
+        Browsers play recordings straight from the store with it (HTTP Range included), so
+        audio bytes never pass through the API. The URL names this store's endpoint as
+        configured: it must be reachable from wherever the URL is used.
+
+        Args:
+            key: The object's key (it need not exist yet; the URL then answers 404).
+            expires_s: Seconds the URL stays valid, from 1 to 7 days (S3's limits).
+
+        Raises:
+            ValueError: ``expires_s`` is outside S3's limits.
+            InvalidObjectKeyError: The key is not valid.
+            ObjectStoreError: The bucket's region had to be asked for and could not be.
+        """
+        if not 1 <= expires_s <= 7 * 86400:
+            raise ValueError(f"expires_s must be in [1, 604800] seconds, got {expires_s!r}")
+        validate_key(key)
+        expires = timedelta(seconds=expires_s)
+        return await self._call(
+            "presign",
+            key,
+            lambda: self._client.presigned_get_object(self.bucket, key, expires=expires),
+        )
 
     # Deleting and listing ------------------------------------------------------------------
     async def delete(self, key: str) -> None:
