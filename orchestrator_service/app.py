@@ -19,6 +19,8 @@ from orchestrator_service.errors import error_body, install_error_handlers
 from orchestrator_service.gateway import LiveKitGateway
 from orchestrator_service.metrics import OrchestratorMetrics
 from orchestrator_service.openapi import error_responses, serve_local_docs
+from orchestrator_service.outbound import routes as outbound_routes
+from orchestrator_service.outbound.emitter import WebhookEmitter
 from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.settings import OrchestratorSettings
 from orchestrator_service.summary import summarizer_from_settings
@@ -46,7 +48,8 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
         verifier = ApiTokenVerifier.from_settings(settings) if configured else None
         gateway = LiveKitGateway(settings)
         summarizer = summarizer_from_settings(settings.summary)
-        lifecycle = RoomLifecycle(transcripts, gateway, metrics, summarizer)
+        outbound = WebhookEmitter(settings.webhooks, transcripts, registry=metrics.registry)
+        lifecycle = RoomLifecycle(transcripts, gateway, metrics, summarizer, outbound=outbound)
         lifecycle.start()
         app.state.orchestrator = OrchestratorState(
             settings=settings,
@@ -66,6 +69,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
             await lifecycle.close()
+            await outbound.aclose()
             await summarizer.aclose()
             await gateway.close()
             if store is None:
@@ -85,6 +89,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(hooks.router)
+    app.include_router(outbound_routes.router)
     app.include_router(live.router)
 
     @app.get("/healthz", tags=["ops"])

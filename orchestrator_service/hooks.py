@@ -139,6 +139,7 @@ async def finalize_room(room: str, state: StateDep, caller: Internal) -> Finaliz
 async def track_job_finished(track_sid: str, state: StateDep, caller: Internal) -> FinalizeResult:
     """A Whisper worker finished (or gave up on) a track: complete the room if it can."""
     track = await state.store.get_track(track_sid)
+    state.lifecycle.outbound.track_finished(track)
     completed = await state.lifecycle.check_and_complete_room(track.room)
     log.info("track job finished", extra={"track_sid": track_sid, "by": caller.subject})
     room = await state.store.get_room(track.room)

@@ -12,8 +12,9 @@ from typing import ClassVar, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from orchestrator_service.outbound.config import WebhookConfig
 from roomscribe.errors import ConfigurationError
-from roomscribe.settings import DEVELOPMENT_SECRETS, CoreSettings
+from roomscribe.settings import DEVELOPMENT_SECRETS, PLACEHOLDER_SECRET, CoreSettings
 
 
 class SummarySettings(BaseModel):
@@ -101,6 +102,51 @@ class OrchestratorSettings(CoreSettings):
     stream_token_ttl_s: float = Field(
         default=300.0, gt=0, le=3600, description="Lifetime of the event and audio URL tokens."
     )
+    webhook_urls: str = Field(
+        default="",
+        description="Comma-separated URLs that receive signed room.completed, summary.ready "
+        "and track.transcribed events (empty: none).",
+    )
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(PLACEHOLDER_SECRET),
+        description="HMAC-SHA256 key of the outgoing webhooks' Roomscribe-Signature.",
+    )
+    webhook_events: str = Field(
+        default="", description="Comma-separated event types to send (empty: all of them)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Deliver webhooks to loopback and private addresses too."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=20, description="Attempts of one webhook delivery before giving up."
+    )
+    webhook_retry_base_s: float = Field(
+        default=5.0, gt=0, description="Wait before a webhook's first retry (then doubling)."
+    )
+    webhook_retry_max_s: float = Field(
+        default=600.0, gt=0, description="Longest wait between webhook attempts."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Time limit of one webhook attempt."
+    )
+    webhook_queue_max: int = Field(
+        default=1000, ge=1, le=100_000, description="Webhook deliveries held at once."
+    )
+
+    @property
+    def webhooks(self) -> WebhookConfig:
+        """The outgoing webhook settings (the ``webhook_*`` fields)."""
+        return WebhookConfig.from_lists(
+            urls=self.webhook_urls,
+            events=self.webhook_events,
+            secret=self.webhook_secret,
+            allow_private=self.webhook_allow_private,
+            max_attempts=self.webhook_max_attempts,
+            retry_base_s=self.webhook_retry_base_s,
+            retry_max_s=self.webhook_retry_max_s,
+            timeout_s=self.webhook_timeout_s,
+            queue_max=self.webhook_queue_max,
+        )
 
     @property
     def summary(self) -> SummarySettings:
@@ -125,4 +171,10 @@ class OrchestratorSettings(CoreSettings):
                 f"LIVEKIT_API_KEY is LiveKit's development key; set the key of your LiveKit "
                 f"deployment for the {self.environment!r} environment"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_webhooks(self) -> Self:
+        """Unusable webhook targets, and outside development a guessable secret, are refused."""
+        self.webhooks.check(self.environment)
         return self

@@ -148,12 +148,13 @@ class RoomCompletion(LifecycleCore):
     ) -> None:
         try:
             await self._store.set_summary(room_name, summary)
-            await self._store.transition_room(
+            completed = await self._store.transition_room(
                 room_name, to=RoomStatus.COMPLETED, from_={RoomStatus.SUMMARIZING}, reason=reason
             )
         except StoreError as exc:
             await self._keep_unsaved(room_name, summary, reason, exc)
             return
+        self.outbound.summary_stored(room_name, summary, completed=completed)
         self._summary_failures.pop(room_name, None)
         self._unsaved_summaries.pop(room_name, None)
         self._metrics.summaries.labels(outcome="ok").inc()

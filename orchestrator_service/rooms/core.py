@@ -21,6 +21,7 @@ from livekit.protocol.models import Room as LkRoom
 
 from orchestrator_service.gateway import LiveKitGateway
 from orchestrator_service.metrics import OrchestratorMetrics
+from orchestrator_service.outbound.emitter import WebhookEmitter
 from orchestrator_service.summary import (
     Summarizer,
 )
@@ -129,9 +130,12 @@ class LifecycleCore:
         *,
         attempts: int = 5,
         backoff_s: float = 0.5,
+        outbound: WebhookEmitter | None = None,
     ) -> None:
         """Wire the lifecycle to its store, LiveKit gateway, summarizer and metrics."""
         self._store = store
+        #: Outgoing webhooks for applications (none configured: every call is a no-op).
+        self.outbound = outbound or WebhookEmitter.disabled(store)
         self._lk = gateway
         self._metrics = metrics
         self._summarizer = summarizer
