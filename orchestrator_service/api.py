@@ -18,6 +18,7 @@ from orchestrator_service.deps import PrincipalDep, StateDep
 from orchestrator_service.errors import error_body
 from orchestrator_service.exports import ExportFormat, content_disposition, render
 from orchestrator_service.openapi import error_responses
+from orchestrator_service.paths import EncodedSegmentsRoute
 from orchestrator_service.schemas import RoomDetail, RoomPublic, RoomsPage, TrackPublic
 from roomscribe.errors import InvalidCursorError, NotFoundError, StoreError
 from roomscribe.models import (
@@ -32,7 +33,12 @@ from roomscribe.store import TranscriptStore
 log = logging.getLogger(__name__)
 
 # Every public route can answer these; each route adds the ones particular to it.
-router = APIRouter(prefix="/v1", tags=["transcripts"], responses=error_responses(401, 422, 503))
+router = APIRouter(
+    route_class=EncodedSegmentsRoute,
+    prefix="/v1",
+    tags=["transcripts"],
+    responses=error_responses(401, 422, 503),
+)
 
 _EXPORT_PAGE = 1000
 #: Tries of one export page once the answer is streaming (its status already sent), and the

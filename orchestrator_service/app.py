@@ -21,6 +21,7 @@ from orchestrator_service.metrics import OrchestratorMetrics
 from orchestrator_service.openapi import error_responses, serve_local_docs
 from orchestrator_service.outbound import routes as outbound_routes
 from orchestrator_service.outbound.emitter import WebhookEmitter
+from orchestrator_service.paths import EncodedSegmentsMiddleware
 from orchestrator_service.rooms import RoomLifecycle
 from orchestrator_service.settings import OrchestratorSettings
 from orchestrator_service.summary import summarizer_from_settings
@@ -87,6 +88,7 @@ def create_app(settings: OrchestratorSettings, *, store: TranscriptStore | None 
     )
     serve_local_docs(app)
     install_error_handlers(app)
+    app.add_middleware(EncodedSegmentsMiddleware)  # a room name may hold "/" (paths.py)
     app.include_router(router)
     app.include_router(hooks.router)
     app.include_router(outbound_routes.router)

@@ -14,13 +14,14 @@ from pydantic import BaseModel
 from orchestrator_service.deps import StateDep
 from orchestrator_service.errors import error_body
 from orchestrator_service.openapi import error_responses
+from orchestrator_service.paths import EncodedSegmentsRoute
 from orchestrator_service.schemas import RoomPublic
 from roomscribe.auth import InternalClaims, verify_internal_token
 from roomscribe.errors import AuthError
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["integration"])
+router = APIRouter(route_class=EncodedSegmentsRoute, tags=["integration"])
 
 #: Larger bodies are not LiveKit webhooks (those are a few kilobytes).
 _MAX_WEBHOOK_BYTES = 1 << 20
@@ -108,7 +109,7 @@ class FinalizeResult(BaseModel):
 
 
 @router.post(
-    "/v1/internal/rooms/{room:path}/register", response_model=RoomPublic, include_in_schema=False
+    "/v1/internal/rooms/{room}/register", response_model=RoomPublic, include_in_schema=False
 )
 async def register_room(room: str, state: StateDep, caller: Internal) -> RoomPublic:
     """Register a room for transcription and start recording tracks already published."""
@@ -118,7 +119,7 @@ async def register_room(room: str, state: StateDep, caller: Internal) -> RoomPub
 
 
 @router.post(
-    "/v1/internal/rooms/{room:path}/finalize",
+    "/v1/internal/rooms/{room}/finalize",
     response_model=FinalizeResult,
     include_in_schema=False,
 )

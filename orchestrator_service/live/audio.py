@@ -20,12 +20,18 @@ from orchestrator_service.deps import StateDep
 from orchestrator_service.errors import error_body
 from orchestrator_service.live.access import LiveDep, RoomAccessDep
 from orchestrator_service.openapi import error_responses
+from orchestrator_service.paths import EncodedSegmentsRoute
 from roomscribe.errors import NotFoundError, ObjectNotFoundError, ObjectStoreError
 from roomscribe.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["live"], responses=error_responses(401, 422, 503))
+router = APIRouter(
+    route_class=EncodedSegmentsRoute,
+    prefix="/v1",
+    tags=["live"],
+    responses=error_responses(401, 422, 503),
+)
 
 #: Bytes read from the file per chunk of the answer.
 _CHUNK = 256 * 1024

@@ -18,12 +18,18 @@ from orchestrator_service.deps import PrincipalDep, StateDep
 from orchestrator_service.live.access import LiveDep, LiveState, RoomAccess, RoomAccessDep
 from orchestrator_service.live.events import Position, RoomEvents
 from orchestrator_service.openapi import error_responses
+from orchestrator_service.paths import EncodedSegmentsRoute
 from orchestrator_service.settings import OrchestratorSettings
 from roomscribe.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["live"], responses=error_responses(401, 422, 503))
+router = APIRouter(
+    route_class=EncodedSegmentsRoute,
+    prefix="/v1",
+    tags=["live"],
+    responses=error_responses(401, 422, 503),
+)
 
 #: What EventSource waits before reconnecting after a dropped connection.
 RETRY_MS = 1000

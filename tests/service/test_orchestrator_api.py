@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -382,3 +383,34 @@ async def test_an_unexpected_error_still_answers_the_json_error_shape(tmp_path: 
         assert "secret" not in res.text
         assert (await client.get("/healthz")).status_code == 200  # the service goes on
     await store.close()
+
+
+@pytest.mark.parametrize("name", ["team/daily", "a%2Fb", "50% done", "x/transcript", "..a/b"])
+async def test_room_names_with_slash_or_percent_are_one_segment(
+    api: tuple[httpx.AsyncClient, SQLiteTranscriptStore], name: str
+) -> None:
+    client, store = api
+    await store.register_room(name, sid="RM_odd")
+    await store.upsert_track(
+        TrackCreate(track_sid="TR_odd", room=name, participant_identity="dan", published_at=T0)
+    )
+    await store.append_realtime_segments(
+        "TR_odd", [SegmentIn(id="TR_odd-000000001", start=0.0, end=1.0, text="hi", confidence=1)]
+    )
+    segment = quote(name, safe="")
+    room = await client.get(f"/v1/rooms/{segment}", headers=auth(ADMIN))
+    assert room.status_code == 200, room.text
+    assert room.json()["name"] == name
+    for path in (
+        f"/v1/rooms/{segment}/transcript",
+        f"/v1/rooms/{segment}/tracks/TR_odd/transcript",
+    ):
+        res = await client.get(path, headers=auth(ADMIN))
+        assert res.status_code == 200, res.text
+        assert [s["text"] for s in res.json()["segments"]] == ["hi"]
+    export = await client.get(f"/v1/rooms/{segment}/transcript.txt", headers=auth(ADMIN))
+    assert export.status_code == 200 and "hi" in export.text
+    # A room-scoped token names the room as it is, and opens nothing else.
+    viewer = token(rooms=[name])
+    assert (await client.get(f"/v1/rooms/{segment}", headers=auth(viewer))).status_code == 200
+    assert (await client.get("/v1/rooms/standup", headers=auth(viewer))).status_code == 403
