@@ -82,5 +82,19 @@ document.getElementById('signout').addEventListener('click', () => {
   location.hash = '#/';
   route();
 });
-window.addEventListener('hashchange', route);
+// A sign-in link (`#/rooms/NAME?token=...`, as `make demo` prints it): a fragment never reaches
+// the server or its logs; the token moves to sessionStorage and leaves the address bar.
+function takeLinkToken() {
+  const [path, query] = location.hash.split('?');
+  const linked = query ? new URLSearchParams(query).get('token') : null;
+  if (!linked) return;
+  api.setToken(linked);
+  history.replaceState(null, '', location.pathname + location.search + (path || '#/'));
+}
+
+window.addEventListener('hashchange', () => {
+  takeLinkToken();
+  route();
+});
+takeLinkToken();
 route();

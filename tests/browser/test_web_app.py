@@ -221,3 +221,10 @@ async def test_a_meeting_live_then_corrected_then_summarized(
         "'Bearer ' + sessionStorage.getItem('roomscribe.token')}}).then(r => r.status)"
     )
     assert status == 403
+
+    # A sign-in link (what the demo prints) replaces that token: its room opens, and the
+    # token leaves the address bar.
+    await page.goto(f"{world.url}/#/rooms/retro?token={api_token(roles=['admin'])}")
+    await page.wait_for("!!document.getElementById('transcript')")
+    assert "token" not in await page.evaluate("location.href")
+    assert await page.evaluate("location.hash") == "#/rooms/retro"
