@@ -3,7 +3,8 @@
 The session registers the room with the orchestrator, runs a :class:`TrackTranscriber` for
 every subscribed audio track (already there, published later, or subscribed again after an
 unsubscribe), publishes captions on ``lk.transcription``, speaks ``tts_control`` requests of
-allowed participants on an agent track, and finalizes the room with the orchestrator only
+allowed participants on an agent track (captioning what it says on ``lk.transcription`` too,
+as the agent's own words on its voice track), and finalizes the room with the orchestrator only
 when LiveKit ended the room.
 
 A track's transcriber is forgotten when it ends, so a track subscribed again (same sid or a
@@ -37,6 +38,7 @@ from agent.tts import (
     TrackAudioOutput,
     TtsManager,
     TtsStatus,
+    VoiceCaptions,
     request_id_of,
 )
 from roomscribe.auth import issue_internal_token
@@ -91,6 +93,20 @@ def track_language(attributes: Mapping[str, str], room_metadata: str, default: s
         if isinstance(value, str) and len(value) <= 16 and _LANGUAGE_TAG.match(value.strip()):
             return value.strip()
     return default
+
+
+def may_drive_tts(identity: str, attributes: Mapping[str, str], allowed: frozenset[str]) -> bool:
+    """Whether a participant's ``tts_control`` messages are obeyed.
+
+    Args:
+        identity: The sender's identity.
+        attributes: The sender's participant attributes.
+        allowed: ``ROOMSCRIBE_AGENT_TTS_ALLOW``'s identities.
+
+    Returns:
+        True for a listed identity or a ``roomscribe.tts`` attribute of ``allow``.
+    """
+    return identity in allowed or attributes.get(TTS_ATTRIBUTE) == TTS_ATTRIBUTE_ALLOW
 
 
 def room_audio(track: rtc.Track) -> Frames:
@@ -148,10 +164,16 @@ class RoomSession:
         self._control_tasks: set[asyncio.Task[None]] = set()
         self._synth = HttpSynthesizer(settings.tts_url, secret)
         self._voice = TrackAudioOutput()
+        # The agent's words are captioned as its own, on its voice track (sid known once
+        # published), the way LiveKit agents caption their speech.
+        speaker = VoiceCaptions(
+            self._captions, lambda: (room.local_participant.identity, self._voice.track.sid)
+        )
         self._tts = TtsManager(
             self._synth,
             self._voice,
             self._publish_status,
+            captions=speaker,
             max_chars=settings.agent_tts_max_chars,
             max_queued=settings.agent_tts_max_queued,
         )
@@ -318,9 +340,7 @@ class RoomSession:
         """
         if sender is None:
             return True
-        if sender.identity in self._tts_allowed:
-            return True
-        return sender.attributes.get(TTS_ATTRIBUTE) == TTS_ATTRIBUTE_ALLOW
+        return may_drive_tts(sender.identity, sender.attributes, self._tts_allowed)
 
     def _on_data(self, packet: rtc.DataPacket) -> None:
         if packet.topic != TTS_CONTROL_TOPIC:

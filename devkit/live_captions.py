@@ -4,7 +4,9 @@ Every final caption is printed as a line of its own. On a terminal, the partials
 participants speaking right now are shown below the finals, one line per participant, each
 rewritten in place as their words come in: people who talk over each other each keep their
 own live line. When a participant's final arrives it is printed above that block and their
-live line goes away. Anything that is not a terminal gets the finals only.
+live line goes away; other lines of the meeting (:meth:`TerminalCaptions.note`: what the
+agent is asked and does) are printed there too. Anything that is not a terminal gets the
+finals and those lines only.
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ class TerminalCaptions:
         else:
             self._live.pop(caption.participant, None)
         self._draw()
+        self._out.flush()
+
+    def note(self, line: str) -> None:
+        """Print a line of the meeting's other events (the agent speaking) among the finals.
+
+        It goes above the live lines, like a final, so the partials keep their place.
+        """
+        self._erase()
+        self._out.write(line + "\n")
+        if self._tty:
+            self._draw()
         self._out.flush()
 
     def close(self) -> None:

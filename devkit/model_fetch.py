@@ -49,6 +49,7 @@ __all__ = [
     "ModelFetchError",
     "WhisperFetch",
     "default_vosk_url",
+    "download_hub_files",
     "fetch_real_whisper",
     "fetch_vosk",
     "fetch_whisper",
@@ -225,37 +226,66 @@ def fetch_whisper(target: Path, size: str = DEFAULT_WHISPER_SIZE, timeout_s: flo
         )
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
         raise ModelFetchError(f"Whisper {size} is not in {target} and HF_HUB_OFFLINE is set")
-    endpoint = os.environ.get("HF_ENDPOINT") or None
     staging = target.parent / f".{target.name}.download"
+    commit, source = download_hub_files(
+        repo, staging, _WHISPER_FILES, what=whisper_source(size), timeout_s=timeout_s
+    )
+    if not holds_whisper(staging) or is_synthetic(staging):
+        raise ModelFetchError(f"the Whisper {size} download in {staging} is incomplete")
+    write_provenance(staging, source, revision=commit)
+    if target.exists():
+        shutil.rmtree(target)  # a synthetic stand-in, or an incomplete model
+    staging.rename(target)
+    return target
+
+
+def download_hub_files(
+    repo: str, folder: Path, patterns: list[str], *, what: str, timeout_s: float
+) -> tuple[str, str]:
+    """Download the files of hub repository ``repo`` matching ``patterns`` into ``folder``.
+
+    Reads ``HF_ENDPOINT`` (a mirror) when called; the repository lookup is bounded by
+    ``timeout_s``, which the hub client would send without a timeout (a mirror or proxy that
+    accepts the connection and never answers would hang the caller). Progress bars are the
+    hub client's, on stderr. An interrupted download resumes in ``folder`` next time.
+
+    Args:
+        repo: The repository (``Systran/faster-whisper-tiny``).
+        folder: Where the files go, in the repository's layout.
+        patterns: The files to fetch (glob patterns, as ``allow_patterns``).
+        what: What is downloaded, for the error message.
+        timeout_s: Seconds to wait for the hub's answers.
+
+    Returns:
+        The commit downloaded, and the provenance source (``Hugging Face hub <repo>[ via
+        <mirror>]``).
+
+    Raises:
+        ModelFetchError: The hub could not be reached or did not deliver the files.
+    """
+    endpoint = os.environ.get("HF_ENDPOINT") or None
     try:
-        # Imported here: huggingface_hub comes with the whisper extra.
+        # Imported here: huggingface_hub comes with the whisper and tts extras.
         from huggingface_hub import HfApi, snapshot_download
 
         # Looked up with a timeout; a commit hash as the revision makes snapshot_download
         # skip its own, unbounded, lookup.
         commit = HfApi(endpoint=endpoint).repo_info(repo, timeout=timeout_s).sha
+        if not commit:
+            raise LookupError("the hub named no commit for it")
         snapshot_download(
             repo,
             revision=commit,
-            local_dir=staging,
-            allow_patterns=_WHISPER_FILES,
+            local_dir=folder,
+            allow_patterns=patterns,
             endpoint=endpoint,
             etag_timeout=timeout_s,
         )
     except Exception as exc:  # the hub client raises many types; all mean "not fetched"
         # Hub messages run over several lines; the first says what happened.
         reason = (str(exc).strip().splitlines() or [""])[0]
-        raise ModelFetchError(
-            f"cannot download {whisper_source(size)}: {type(exc).__name__}: {reason}"
-        ) from exc
-    if not holds_whisper(staging) or is_synthetic(staging):
-        raise ModelFetchError(f"the Whisper {size} download in {staging} is incomplete")
-    source = f"Hugging Face hub {repo}" + (f" via {endpoint}" if endpoint else "")
-    write_provenance(staging, source, revision=commit)
-    if target.exists():
-        shutil.rmtree(target)  # a synthetic stand-in, or an incomplete model
-    staging.rename(target)
-    return target
+        raise ModelFetchError(f"cannot download {what}: {type(exc).__name__}: {reason}") from exc
+    return commit, f"Hugging Face hub {repo}" + (f" via {endpoint}" if endpoint else "")
 
 
 @dataclass(frozen=True)

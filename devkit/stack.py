@@ -3,8 +3,8 @@
 :func:`local_stack` starts, on loopback servers in the current event loop, the devkit LiveKit
 emulator (its Twirp API; its webhooks go to the orchestrator), the orchestrator with an
 SQLite store and a local object store under one work folder, and on request the STT service
-and a Whisper worker over the same store. It yields a :class:`LocalStack` and stops it all,
-in reverse order, when the block ends.
+and a Whisper worker over the same store, and the TTS service on a loaded Kokoro engine. It
+yields a :class:`LocalStack` and stops it all, in reverse order, when the block ends.
 
     async with local_stack(tmp_path, clock=ManualClock()) as stack:
         await stack.lk.join("standup", "alice")
@@ -33,6 +33,7 @@ from roomscribe.store import SQLiteTranscriptStore
 if TYPE_CHECKING:
     from stt_service.jobs import WhisperWorker
     from stt_service.whisper import WhisperTranscriber
+    from tts_service.engine import KokoroEngine
 
 #: The SQLite file and the objects folder, inside the work folder.
 DB_NAME = "roomscribe.db"
@@ -73,6 +74,7 @@ class LocalStack:
         secrets: The credentials the parts share.
         stt_url: The STT service's base URL, when it was started.
         worker: The Whisper worker running in the background, when one was started.
+        tts_url: The TTS service's base URL, when it was started.
     """
 
     lk: LiveKitEmulator
@@ -86,6 +88,7 @@ class LocalStack:
     secrets: StackSecrets
     stt_url: str | None = None
     worker: WhisperWorker | None = None
+    tts_url: str | None = None
 
     def internal_token(self, audience: str = "orchestrator", subject: str = "devkit") -> str:
         """A fresh internal token for calling one of the stack's services."""
@@ -106,8 +109,9 @@ async def local_stack(
     stt_models: str | None = None,
     whisper: WhisperTranscriber | None = None,
     worker_poll_s: float = 0.25,
+    tts_engine: KokoroEngine | None = None,
 ) -> AsyncIterator[LocalStack]:
-    """Start the emulator, the orchestrator and, on request, the STT service and a worker.
+    """Start the emulator, the orchestrator and, on request, the STT, a worker and the TTS.
 
     Args:
         work_dir: Where the SQLite store (``roomscribe.db``) and the objects (``objects/``)
@@ -126,6 +130,8 @@ async def local_stack(
         whisper: Run a Whisper worker with this transcriber in the background, notifying
             the orchestrator of each finished track.
         worker_poll_s: How often that worker looks for work.
+        tts_engine: Start the TTS service on this loaded engine (loading takes seconds, so
+            the caller does it beside its other start-up work; it closes it too).
 
     Yields:
         The running stack.
@@ -144,7 +150,12 @@ async def local_stack(
         egress_start_delay_s=egress_start_delay_s,
         egress_limit_s=egress_limit_s,
     )
-    common: dict[str, Any] = {"secret": secrets.internal, "sqlite_path": db}
+    # The orchestrator reads recordings too (the web app's players): the same folder.
+    common: dict[str, Any] = {
+        "secret": secrets.internal,
+        "sqlite_path": db,
+        "objects_dir": work_dir / OBJECTS_DIR,
+    }
     async with contextlib.AsyncExitStack() as cleanup:
         cleanup.push_async_callback(store.close)
         lk_url = await cleanup.enter_async_context(running(lk.app))
@@ -169,6 +180,11 @@ async def local_stack(
 
             stt = create_stt(SttSettings(stt_models=stt_models, **common), store=store)
             stt_url = await cleanup.enter_async_context(running(stt))
+        tts_url = None
+        if tts_engine is not None:
+            tts_url = await cleanup.enter_async_context(
+                running(_tts_app(tts_engine, secrets.internal))
+            )
         # Closed before the servers stop: no webhook is in flight to a server going away.
         cleanup.push_async_callback(lk.aclose)
         if deliver_webhooks:
@@ -190,7 +206,21 @@ async def local_stack(
             secrets=secrets,
             stt_url=stt_url,
             worker=worker,
+            tts_url=tts_url,
         )
+
+
+def _tts_app(engine: KokoroEngine, secret: str) -> FastAPI:
+    # Imported here: the TTS service pulls in torch.
+    from tts_service.app import create_app as create_tts
+    from tts_service.settings import TtsSettings
+
+    folder = engine.loaded.files.folder
+    # Four streams: the agent holds two (the sentence playing and the next one).
+    settings = TtsSettings(
+        secret=secret, models_dir=folder.parent, tts_model_dir=folder, tts_max_concurrent=4
+    )
+    return create_tts(settings, engine=engine)
 
 
 def _start_worker(

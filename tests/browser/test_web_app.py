@@ -73,7 +73,6 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with make_world(
         tmp_path,
         clock=ManualClock(),
-        objects_dir=tmp_path / "objects",  # where the stack's egress records
         events_poll_s=0.1,
     ) as running:
         yield running

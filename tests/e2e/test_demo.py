@@ -2,26 +2,38 @@
 
 Emulator (webhooks, egress into the object store) -> orchestrator -> agent track
 transcribers -> STT service (real libvosk) -> live captions; recordings -> Whisper worker
-(real faster-whisper, random weights) -> completion -> summary.
+(real faster-whisper, random weights) -> completion -> summary. Meanwhile the host asks the
+agent to speak and stops it: TTS service (real kokoro, random weights) -> the agent's voice
+track -> its captions and its recording.
 """
 
 from __future__ import annotations
 
 import io
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from devkit.demo import ROOM, TONE_SCRIPT, DemoOptions, run_demo
+from devkit.demo_speech import SPEAK_TEXT, STOP_AFTER_S
 from roomscribe.models import RoomStatus, TrackStatus, TranscriptQuery, TranscriptSource
 from roomscribe.store import SQLiteTranscriptStore
+from tests.tts_harness import build_test_kokoro
 
 pytestmark = pytest.mark.e2e
 
 TURNS = 5
 
 
-async def test_demo_meeting_end_to_end(tmp_path: Path) -> None:
+async def test_demo_meeting_end_to_end(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The run's random-weight Kokoro (one frame per phoneme: short, quick audio) where the
+    # demo keeps its synthetic models, so it is not built again here.
+    (tmp_path / "models-synthetic").mkdir()
+    (tmp_path / "models-synthetic" / "kokoro").symlink_to(build_test_kokoro(tmp_path_factory))
     out = io.StringIO()
     opts = DemoOptions(
         synthetic=True,
@@ -44,6 +56,29 @@ async def test_demo_meeting_end_to_end(tmp_path: Path) -> None:
     assert report.caption_latency_ms and report.end_to_summary_s > 0
     assert f"whisper [{len(spoken)}/{len(spoken)}]" in text
     assert "REST API: http://" in text and "/docs" in text
+    # The agent: asked by the host, refused to another participant, heard, then stopped.
+    speech = report.speech
+    assert speech is not None and speech.error is None
+    assert "agent voice (TTS): kokoro, SYNTHETIC, from random weights" in " ".join(text.split())
+    assert f'tts_control alice -> agent: speak "{SPEAK_TEXT}"' in text
+    assert "tts_control bob -> agent: speak" in text
+    assert "tts_status  agent -> bob: error: not allowed" in text and speech.refused
+    assert "tts_status  agent: started" in text and "tts_control alice -> agent: stop" in text
+    assert speech.states == ["started", "stopped"]
+    assert speech.first_audio_s is not None and "first audio on its track" in text
+    assert speech.stop_to_silence_ms is not None and speech.stop_to_silence_ms <= 50
+    assert "its track fell silent" in text and "stop -> silent track" in text
+    # What the room heard it say: the start of its first sentence, captioned as its own.
+    assert len(speech.said) == 1
+    heard, meant = speech.said[0].split(), [w.strip(",.") for w in SPEAK_TEXT.split()]
+    assert 1 <= len(heard) < len(meant) and heard == meant[: len(heard)]
+    assert f"  agent: {speech.said[0]}" in text
+    assert STOP_AFTER_S <= speech.spoken_s <= STOP_AFTER_S + 0.1
+    assert speech.recording == opts.work_dir / "agent-voice.wav"
+    with wave.open(str(speech.recording)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 24000)
+        voice = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    assert np.count_nonzero(voice) / 24000 == pytest.approx(speech.spoken_s, abs=0.02)
     # The store the services shared: the room completed with a summary and both transcripts.
     store = SQLiteTranscriptStore(opts.work_dir / "roomscribe.db")
     await store.init()

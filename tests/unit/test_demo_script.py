@@ -1,8 +1,13 @@
-"""The demo's built-in meetings: one track per participant, speech only in their turns."""
+"""The demo's built-in meetings: one track per participant, speech only in their turns.
+
+And how the agent's part of the meeting is shown: its lines among the captions, its
+captions on the meeting's clock.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import wave
 from pathlib import Path
@@ -219,3 +224,49 @@ def test_more_than_sixteen_participants_is_a_clear_error(tmp_path: Path) -> None
     write_channels(wide, [_level(n, seconds=0.1) for n in range(17)], 16000, "pcm_s16le")
     with pytest.raises(SystemExit, match=f"17 channels.*at most {MAX_PARTICIPANTS}"):
         audio_meeting(wide)
+
+
+def test_the_agents_lines_go_above_the_live_captions() -> None:
+    from devkit.live_captions import TerminalCaptions
+    from tests.unit.test_devkit_cli import _caption, _screen, _Tty
+
+    out = _Tty()
+    sink = TerminalCaptions(out, width=80)
+
+    async def play() -> None:
+        await sink.publish(_caption("alice", "alpha"))
+        sink.note("  [00:00.5] tts_control alice -> agent: stop")
+        # Printed like a final: the live line stays below it, where it was being written.
+        assert _screen(out.getvalue()) == [
+            "  [00:00.5] tts_control alice -> agent: stop",
+            "  ...     alice: alpha",
+        ]
+        await sink.publish(_caption("alice", "alpha bravo", final=True))
+        sink.close()
+
+    asyncio.run(play())
+    assert _screen(out.getvalue()) == [
+        "  [00:00.5] tts_control alice -> agent: stop",
+        "  [00:01.0]  alice: alpha bravo",
+        "",
+    ]
+
+
+def test_the_agents_captions_are_shown_on_the_meetings_clock() -> None:
+    from agent.captions import Caption
+    from devkit.demo_speech import _MeetingTimes
+
+    shown: list[Caption] = []
+    said: list[str] = []
+
+    class Sink:
+        async def publish(self, caption: Caption) -> None:
+            shown.append(caption)
+
+    # The voice track plays in real time; at --speed 4 the meeting's clock runs 4 times faster.
+    times = _MeetingTimes(Sink(), 4.0, said)
+    words = Caption("agent", "TR_agent", "w-0", "Good", False, start_s=1.5, end_s=1.7)
+    asyncio.run(times.publish(words))
+    asyncio.run(times.publish(dataclasses.replace(words, text="Good morning.", final=True)))
+    assert [(c.start_s, c.end_s) for c in shown] == [(6.0, 6.8), (6.0, 6.8)]
+    assert said == ["Good morning."]  # the finals: what the room heard the agent say
