@@ -48,6 +48,8 @@ from devkit.demo_models import (
 from devkit.demo_outcome import (
     follow_whisper,
     latency_summary,
+    open_page,
+    page_link,
     print_api_access,
     print_summary,
     print_whisper_transcript,
@@ -280,6 +282,9 @@ async def _meeting(
         await lk.join(ROOM, who)
         sids[who] = await lk.publish_audio(ROOM, who, pcm)
     meeting_s = max(len(p) for p in tracks.values()) / _RATE
+    link = page_link(services.orchestrator_url, ROOM, _SECRETS["api"])
+    opened = opts.keep_serving and open_page(link)
+    out.write(f"\nwatch it live{' (opened in your browser)' if opened else ''}: {link}\n")
     out.write(
         f"\nmeeting '{ROOM}': {len(tracks)} participants, {meeting_s:.0f} s of audio "
         f"at {opts.speed:g}x; live captions ({models.vosk_model.kind} vosk/{models.vosk_model.name}"

@@ -12,9 +12,11 @@ import shlex
 import statistics
 import sys
 import time
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TextIO
+from urllib.parse import quote
 
 from devkit.api_tokens import mint_api_token
 from devkit.live_captions import clock
@@ -102,11 +104,39 @@ def print_summary(out: TextIO, summary: Summary | None, end_to_summary_s: float)
         out.write(f"  - {who}: {text}\n")
 
 
+def page_link(url: str, room: str, api_secret: str) -> str:
+    """The web app's page of ``room``, signed in with an admin token (in the fragment).
+
+    The fragment never reaches the server or its logs; the page moves the token to the tab's
+    session storage and out of the address bar.
+    """
+    token = mint_api_token(api_secret, subject="demo", admin=True, ttl_s=86400)
+    return f"{url}/#/rooms/{quote(room, safe='')}?token={token}"
+
+
+def open_page(link: str) -> bool:
+    """Open ``link`` in the desktop's browser, only where there is a desktop to open it on.
+
+    On a bare terminal (ssh, a container) ``webbrowser`` would start a text browser in the
+    demo's own terminal, so there the link is only printed.
+    """
+    desktop = sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if not desktop:
+        return False
+    try:
+        return webbrowser.open(link, new=2)
+    except webbrowser.Error:
+        return False
+
+
 def print_api_access(out: TextIO, url: str, room: str, api_secret: str) -> None:
-    """Print the running API's address, an admin token and ``curl`` commands."""
+    """Print the web app's link, the API's address, an admin token and ``curl`` commands."""
     token = mint_api_token(api_secret, subject="demo", admin=True, ttl_s=86400)
     out.write(
-        f"\nREST API: {url}/docs\n"
+        f"\nweb app: {page_link(url, room, api_secret)}\n"
+        f"REST API: {url}/docs\n"
         f"  export TOKEN={token}\n"
         f'  curl -H "Authorization: Bearer $TOKEN" {url}/v1/rooms/{room}\n'
         f'  curl -H "Authorization: Bearer $TOKEN" "{url}/v1/rooms/{room}/transcript?source=best"\n'

@@ -10,14 +10,17 @@ track -> its captions and its recording.
 from __future__ import annotations
 
 import io
+import re
 import wave
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
 
-from devkit.demo import ROOM, TONE_SCRIPT, DemoOptions, run_demo
+from devkit.demo import _SECRETS, ROOM, TONE_SCRIPT, DemoOptions, run_demo
 from devkit.demo_speech import SPEAK_TEXT, STOP_AFTER_S
+from roomscribe.auth import ApiTokenVerifier
 from roomscribe.models import RoomStatus, TrackStatus, TranscriptQuery, TranscriptSource
 from roomscribe.store import SQLiteTranscriptStore
 from tests.tts_harness import build_test_kokoro
@@ -56,6 +59,11 @@ async def test_demo_meeting_end_to_end(
     assert report.caption_latency_ms and report.end_to_summary_s > 0
     assert f"whisper [{len(spoken)}/{len(spoken)}]" in text
     assert "REST API: http://" in text and "/docs" in text
+    # The page is linked before the meeting plays, signed in as an admin of this meeting.
+    link = re.search(r"watch it live: (http://127\.0\.0\.1:\d+)/#/rooms/([^?]+)\?token=(\S+)", text)
+    assert link is not None and link.start() < text.index(f"meeting '{ROOM}'")
+    assert unquote(link.group(2)) == ROOM and link.group(1) == report.api_url
+    assert ApiTokenVerifier(hs256_secret=_SECRETS["api"]).verify(link.group(3)).is_admin
     # The agent: asked by the host, refused to another participant, heard, then stopped.
     speech = report.speech
     assert speech is not None and speech.error is None
