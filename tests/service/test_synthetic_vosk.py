@@ -199,12 +199,14 @@ def test_build_refuses_to_replace_a_directory_it_did_not_write(tmp_path: Path) -
 
 
 def test_cli_writes_the_models_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    micro = ["--whisper-size", "micro"]  # the smallest Whisper keeps this test quick
+    # The smallest Whisper and no Kokoro keep this test quick.
+    micro = ["--whisper-size", "micro", "--only", "vosk,whisper"]
     status = devkit_main(
         ["models", "--synthetic", "--out", str(tmp_path), "--languages", "en", *micro]
     )
 
     assert status == 0
+    assert not (tmp_path / "kokoro").exists()  # --only left it out
     assert synthetic_vosk_model_ready(tmp_path / "vosk" / "en")
     assert (tmp_path / "whisper" / "micro" / "model.bin").is_file()
     assert "vosk/en: building synthetic tiny model" in capsys.readouterr().out
@@ -213,6 +215,10 @@ def test_cli_writes_the_models_layout(tmp_path: Path, capsys: pytest.CaptureFixt
 
     assert devkit_main(["models", "--synthetic", "--out", str(tmp_path), *micro]) == 0
     assert "already built" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        devkit_main(["models", "--synthetic", "--out", str(tmp_path), "--only", "vosk,piper"])
+    assert refused.value.code == 2
+    assert "unknown engine(s) piper" in capsys.readouterr().err
 
 
 # The slowest test here (~0.3 s against ~0.01 s for the others): the small variant writes ~4M
