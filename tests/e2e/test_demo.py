@@ -81,7 +81,9 @@ async def test_demo_meeting_end_to_end(
     heard, meant = speech.said[0].split(), [w.strip(",.") for w in SPEAK_TEXT.split()]
     assert 1 <= len(heard) < len(meant) and heard == meant[: len(heard)]
     assert f"  agent: {speech.said[0]}" in text
-    assert STOP_AFTER_S <= speech.spoken_s <= STOP_AFTER_S + 0.1
+    # The host stops it once it has heard STOP_AFTER_S; how much more plays before the stop
+    # lands depends on the machine's load (the cut itself is the prefix check above).
+    assert speech.spoken_s >= STOP_AFTER_S
     assert speech.recording == opts.work_dir / "agent-voice.wav"
     with wave.open(str(speech.recording)) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 24000)
