@@ -49,7 +49,11 @@ async def test_captions_follow_the_words_as_they_are_heard() -> None:
     assert heard_from is not None
     due = [0.0, 0.1, 0.2, 0.3, 0.3, 0.4, 0.5]
     late = [at - heard_from - offset for (at, _), offset in zip(log.items, due, strict=True)]
-    assert all(-0.03 <= lag <= 0.05 for lag in late), late
+    # Held to each other, not to the wall clock: the reader that says when the track was first
+    # heard runs late under load by the same amount for every word. Captions sent at hand-off
+    # instead of playout would spread by the 0.5 s the words take.
+    assert max(late) - min(late) <= 0.05, late
+    assert all(abs(lag) <= 0.25 for lag in late), late
     # "finished" once the audio was heard, not when it was handed to the source.
     assert finished_at - heard_from >= 0.5 - 0.03
     first, last = log.captions[0], log.captions[-1]
