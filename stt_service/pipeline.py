@@ -1,10 +1,20 @@
 """One client's inference pipeline: its own bounded queue, its own thread, its own recognizer.
 
-The event loop only enqueues audio (never blocks, never waits for the recognizer). The
-pipeline thread blocks on its queue, takes everything queued up to a maximum batch (so an
-idle server answers each chunk at once and a loaded one amortizes recognizer calls), feeds
-the recognizer, and hands results to the loop through an :class:`EventQueue`. One slow
-client therefore never delays another.
+The event loop only enqueues audio (never blocks, never waits for the recognizer, never
+builds one: a real model's recognizer takes milliseconds to set up, so even the first is made
+on the pipeline thread). The pipeline thread blocks on its queue, takes everything queued up
+to a maximum batch (so an idle server answers each chunk at once and a loaded one amortizes
+recognizer calls), feeds the recognizer, and hands results to the loop through an
+:class:`EventQueue`. One slow client therefore never delays another.
+
+Coalescing (``feed_ms``, off by default). A real Vosk model advances its network only every
+few hundred ms of audio; fed 20 ms frames one by one, most calls (and the ``partial`` after
+each) cannot produce anything new, and each frame costs a thread wake-up. With ``feed_ms``
+set (by the caller, or by the recognizer's own ``feed_ms`` attribute) the loop wakes the
+thread only once that much audio is queued, a control message arrives, or the thread slept
+on an empty queue; the thread then waits at most ``feed_ms`` past the oldest queued audio's
+arrival. A result's latency is measured from the newest audio it heard, which coalescing
+does not delay; the oldest audio in a batch waits up to ``feed_ms`` longer.
 
 Timestamps come from the sample offsets the client sends, not from how much audio was fed.
 Each utterance gets a fresh recognizer that hears one contiguous stretch of the track: a
@@ -89,6 +99,7 @@ class ClientInferencePipeline:
         breaker_threshold: int = 5,
         gap_finalize_ms: int = 300,
         max_events: int = 256,
+        feed_ms: int | None = None,
     ) -> None:
         """Prepare the pipeline; no thread runs until :meth:`start`.
 
@@ -103,6 +114,9 @@ class ClientInferencePipeline:
             breaker_threshold: Consecutive recognizer failures that stop the pipeline.
             gap_finalize_ms: A hole in the offsets longer than this ends the utterance.
             max_events: Events (other than partials) waiting for the loop at most.
+            feed_ms: Audio to gather before the thread wakes (see the module docstring);
+                ``None``: the recognizer's ``feed_ms`` attribute if it has one, else 0
+                (wake for every chunk).
         """
         self.track_sid = track_sid
         self.client_rate = client_rate
@@ -118,16 +132,25 @@ class ClientInferencePipeline:
         self._cond = threading.Condition()
         self._ended = False
         self._thread = threading.Thread(target=self._run, name=f"stt-{track_sid}", daemon=True)
-        # Thread-only state. Positions without "offset" are track samples at the model rate.
-        self._rec: Recognizer | None = recognizer()
-        self._rate = self._rec.sample_rate
-        self._grid = self._rate * FRAME_GRID_MS // 1000
-        self._resampler = self._new_resampler()
+        # Coalescing, under the queue lock: audio queued (client samples), control items
+        # queued, and whether the thread sleeps on an empty queue (then the next chunk wakes it).
+        self._feed_ms = feed_ms
+        self._feed_samples = 0  # set by the thread once it knows (0: wake for every chunk)
+        self._queued_samples = 0
+        self._controls = 0
+        self._sleeping = False
+        self._start_offset = start_offset
         self._next_offset = start_offset
-        self._pos = self._to_model(start_offset)  # the end of the audio fed so far
-        self._rec_start = self._pos  # where the current recognizer's sample 0 lies
+        # Thread-only state, set by the thread (_prepare) once its first recognizer exists.
+        # Positions without "offset" are track samples at the model rate.
+        self._rec: Recognizer | None = None
+        self._rate = client_rate
+        self._grid = self._rate * FRAME_GRID_MS // 1000
+        self._resampler: PcmResampler | None = None
+        self._pos = 0  # the end of the audio fed so far
+        self._rec_start = 0  # where the current recognizer's sample 0 lies
         self._rec_fed = 0  # samples fed to the current recognizer (0: it is fresh)
-        self._utterance_start = self._pos
+        self._utterance_start = 0
         self._last_partial = ""
         self._failures = 0
 
@@ -166,13 +189,23 @@ class ClientInferencePipeline:
                 self._drop_oldest_audio()
             self._items.append(_Audio(offset, pcm, time.monotonic()))
             self._audio_items += 1
-            self._cond.notify()
+            self._queued_samples += samples
+            # Coalescing: a thread waiting for more audio is woken once enough is queued (or
+            # by its own timer), not for every frame; a thread asleep on an empty queue is
+            # woken at once so that it can start that timer.
+            if (
+                self._feed_samples <= 0
+                or self._sleeping
+                or self._queued_samples >= self._feed_samples
+            ):
+                self._cond.notify()
 
     def _drop_oldest_audio(self) -> None:
         for i, item in enumerate(self._items):
             if isinstance(item, _Audio):
                 del self._items[i]
                 self._audio_items -= 1
+                self._queued_samples -= len(item.pcm) // 2
                 self.accounting.dropped += len(item.pcm) // 2
                 return
 
@@ -190,6 +223,7 @@ class ClientInferencePipeline:
                 return
             self._ended = item == _END
             self._items.append(item)
+            self._controls += 1
             self._cond.notify()
 
     async def join(self, wait_s: float | None = None) -> bool:
@@ -206,21 +240,73 @@ class ClientInferencePipeline:
     # Thread side ---------------------------------------------------------------------------
     def _take(self) -> list[_Item]:
         with self._cond:
-            while not self._items:
-                self._cond.wait()
+            self._wait_for_work()
             first = self._items.popleft()
             if not isinstance(first, _Audio):
+                self._controls -= 1
                 return [first]
             batch: list[_Item] = [first]
-            while (
-                self._items and len(batch) < self._max_batch and isinstance(self._items[0], _Audio)
-            ):
+            taken = len(first.pcm) // 2
+            while self._items and len(batch) < self._max_batch:
+                item = self._items[0]
+                if not isinstance(item, _Audio):
+                    break
                 batch.append(self._items.popleft())
+                taken += len(item.pcm) // 2
             self._audio_items -= len(batch)
+            self._queued_samples -= taken
             return batch
+
+    def _wait_for_work(self) -> None:
+        """Wait (queue lock held) until the queue holds something worth a recognizer call."""
+        feed_s = self._feed_samples / self.client_rate
+        expecting = True  # a batch was just taken: more audio is on its way
+        while True:
+            if self._items:
+                head = self._items[0]
+                if (
+                    not isinstance(head, _Audio)
+                    or self._feed_samples <= 0
+                    or self._queued_samples >= self._feed_samples
+                    or self._controls
+                ):
+                    return
+                wait = head.received_at + feed_s - time.monotonic()
+                if wait <= 0:
+                    return
+                self._cond.wait(wait)
+            elif self._feed_samples > 0 and expecting:
+                # Audio is flowing: the threshold wakes this wait, or the timer ends it.
+                expecting = False
+                self._cond.wait(feed_s)
+            else:
+                self._sleeping = True
+                try:
+                    self._cond.wait()
+                finally:
+                    self._sleeping = False
+
+    def _prepare(self) -> None:
+        """Thread-side setup: the first recognizer and the positions that depend on its rate."""
+        self._rec = self._new_recognizer()
+        self._rate = self._rec.sample_rate
+        self._grid = self._rate * FRAME_GRID_MS // 1000
+        self._resampler = self._new_resampler()
+        self._pos = self._rec_start = self._utterance_start = self._to_model(self._start_offset)
+        feed_ms = self._feed_ms
+        if feed_ms is None:
+            feed_ms = int(getattr(self._rec, "feed_ms", 0) or 0)
+        with self._cond:
+            self._feed_samples = max(0, feed_ms) * self.client_rate // 1000
 
     def _run(self) -> None:
         try:
+            try:
+                self._prepare()
+            except Exception as exc:  # no recognizer: nothing this stream sends can be heard
+                log.exception("cannot create a recognizer", extra={"track_sid": self.track_sid})
+                self.events.put(FailureEvent(f"recognizer failed: {exc}", 1, tripped=True))
+                return
             while True:
                 batch = self._take()
                 head = batch[0]
