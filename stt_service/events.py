@@ -14,6 +14,11 @@ from collections import deque
 from dataclasses import dataclass
 
 
+def live_segment_id(track_sid: str, start_ms: int) -> str:
+    """A live final's id: derived from the track time, so the store keeps one per start."""
+    return f"{track_sid}-{start_ms:09d}"
+
+
 # Events handed to the event loop -------------------------------------------------------------
 @dataclass(frozen=True)
 class PartialEvent:

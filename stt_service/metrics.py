@@ -63,6 +63,12 @@ class SttMetrics:
         self.stored_segments = Counter(
             "stt_stored_segments_total", "Final segments written to the store.", registry=r
         )
+        self.rerecognized_words = Counter(
+            "stt_rerecognized_words_total",
+            "Words of finals left out of the store: their audio was recognized again after a "
+            "stream resumed, and the first recognition's words were already taken.",
+            registry=r,
+        )
         self.commit_latency = Histogram(
             "stt_commit_latency_seconds",
             "Final or silent boundary produced to 'committed' sent (the store write).",

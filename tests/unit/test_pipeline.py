@@ -27,8 +27,10 @@ CHUNK = b"\x00\x01" * 320  # 20 ms at 16 kHz
 class ScriptedRecognizer:
     """Records what it is fed; can block, fail, and says one word per finish().
 
-    The pipeline takes a fresh recognizer per utterance: calling this object makes one, and
-    every one records into (and takes its failures and gate from) this script.
+    Calling this object makes a recognizer (the pipeline makes one per stream, and another
+    after a failure); every one records into (and takes its failures and gate from) this
+    script. Like Vosk's, its clock runs on across utterances: an endpoint or ``finish`` ends
+    the utterance, not the clock.
     """
 
     sample_rate = 16000
@@ -43,12 +45,14 @@ class ScriptedRecognizer:
         self.calls: list[int] = []
         self.fail_times = fail_times
         self.gate = gate
-        #: Report an endpoint (without words) once a recognizer has had this many samples.
+        #: Report an endpoint (without words) once an utterance has had this many samples.
         self.endpoint_after = endpoint_after
         self.made = 0
+        self.built_on: list[str] = []
 
     def __call__(self) -> ScriptedRecognizer.One:
         self.made += 1
+        self.built_on.append(threading.current_thread().name)
         return ScriptedRecognizer.One(self)
 
     class One:
@@ -56,8 +60,9 @@ class ScriptedRecognizer:
 
         def __init__(self, script: ScriptedRecognizer) -> None:
             self.script = script
-            self.fed = 0
-            self.voiced: int | None = None  # the first sample that is not a zero
+            self.fed = 0  # the clock: samples since this recognizer was made
+            self.utterance_fed = 0
+            self.voiced: int | None = None  # the utterance's first sample that is not a zero
 
         def accept(self, pcm: bytes) -> Utterance | None:
             script = self.script
@@ -70,7 +75,9 @@ class ScriptedRecognizer:
             if self.voiced is None and pcm.strip(b"\x00"):
                 self.voiced = self.fed + (len(pcm) - len(pcm.lstrip(b"\x00"))) // 2
             self.fed += len(pcm) // 2
-            if script.endpoint_after is not None and self.fed >= script.endpoint_after:
+            self.utterance_fed += len(pcm) // 2
+            if script.endpoint_after is not None and self.utterance_fed >= script.endpoint_after:
+                self.voiced, self.utterance_fed = None, 0
                 return Utterance("", [])
             return None
 
@@ -78,9 +85,10 @@ class ScriptedRecognizer:
             return "hm"
 
         def finish(self) -> Utterance | None:
-            if self.voiced is None:
+            voiced, self.voiced, self.utterance_fed = self.voiced, None, 0
+            if voiced is None:
                 return None
-            start, end = self.voiced / 16000, self.fed / 16000
+            start, end = voiced / 16000, self.fed / 16000
             return Utterance("word", [RecognizedWord("word", start, end, 0.8)])
 
 
@@ -204,10 +212,11 @@ async def test_offsets_keep_time_across_gaps_and_resends() -> None:
     assert finals[0].segment_id == "TR_a-000001000"
     # Each final covers the audio fed when it was made, not what had arrived after it.
     assert [f.covered_offset for f in finals] == [16000 + 880, 5 * 16000 + 320]
-    # The 5 ms hole is fed as silence; each fresh recognizer starts on the 30 ms frame grid,
-    # with zeros up to the audio (16000 and 80000 are 160 and 320 samples past a grid line).
+    # The 5 ms hole is fed as silence; each round of the recognizer starts on the 30 ms frame
+    # grid, with zeros up to the audio (16000 and 80000 are 160 and 320 samples past a grid
+    # line).
     assert sum(rec.calls) == 160 + 320 + 160 + 80 + 320 + 320 + 320
-    assert rec.made == 3  # one per utterance (the first was made before any audio)
+    assert rec.made == 1  # one recognizer for the stream, its clock mapped per round
 
 
 async def test_a_final_covers_what_was_fed_not_what_was_received() -> None:
@@ -316,3 +325,54 @@ async def test_a_reader_waiting_on_an_empty_queue_is_woken_by_the_thread() -> No
     await asyncio.sleep(0.01)
     threading.Thread(target=queue.put, args=(BoundaryEvent(7),)).start()
     assert await asyncio.wait_for(reader, 5) == BoundaryEvent(7)
+
+
+async def test_one_recognizer_serves_the_stream_and_a_failure_replaces_it() -> None:
+    # A real model's recognizer pays about a second of CPU on its first words (its graph is
+    # composed lazily): one per utterance would double the cost of recognition.
+    rec = ScriptedRecognizer(endpoint_after=3 * 320)
+    pipeline = make(rec, gap_finalize_ms=300)
+    for i in range(3):
+        pipeline.submit(i * 320, CHUNK)  # an endpoint after 3 chunks
+    await asyncio.sleep(0.1)
+    pipeline.submit(3 * 320, CHUNK)  # the next utterance, on the same recognizer
+    pipeline.submit(5 * 16000, CHUNK)  # a long hole: the utterance before it is finished
+    pipeline.flush()
+    await asyncio.sleep(0.1)
+    assert rec.made == 1
+    rec.fail_times = 1
+    pipeline.submit(6 * 16000, CHUNK)  # the recognizer fails: its state is unknown
+    await asyncio.sleep(0.1)
+    pipeline.submit(6 * 16000 + 320, CHUNK)
+    pipeline.end()
+    events = await collect(pipeline)
+    assert rec.made == 2
+    assert rec.built_on == ["stt-TR_a", "stt-TR_a"]  # never on the event loop
+    assert [(f.start_ms, f.end_ms) for f in finals_of(events)] == [
+        (60, 80),
+        (5000, 5020),
+        (6020, 6040),
+    ]
+
+
+async def test_coalescing_feeds_fewer_larger_calls() -> None:
+    rec = ScriptedRecognizer()
+    pipeline = make(rec, feed_ms=100)
+    for i in range(20):
+        pipeline.submit(i * 320, CHUNK)
+        await asyncio.sleep(0.02)
+    pipeline.end()
+    await collect(pipeline)
+    assert sum(rec.calls) == 20 * 320
+    assert len(rec.calls) <= 8  # about one call per 100 ms, not one per 20 ms frame
+
+
+async def test_coalesced_audio_waits_no_longer_than_the_feed_time() -> None:
+    rec = ScriptedRecognizer()
+    pipeline = make(rec, feed_ms=100)
+    await asyncio.sleep(0.05)
+    pipeline.submit(0, CHUNK)  # one frame, and nothing after it
+    await asyncio.sleep(0.5)
+    assert rec.calls == [320]
+    pipeline.end()
+    await collect(pipeline)
