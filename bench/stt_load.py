@@ -96,10 +96,9 @@ as Prometheus' ``histogram_quantile`` does (buckets 5, 10, 25, 50, 100, 200, 350
 1000, 2000, 5000 ms: the figure is only as fine as its bucket; a rank past 5 s reports 5000).
 ``n{N}_added_p95_ms`` per step; ``added_latency_p95_ms`` at N=30.
 
-Coalescing (``--feed-ms``): sets ``feed_ms`` on the recognizers the service gets, which makes
-each pipeline wake once that much audio has queued instead of once per frame
-(:mod:`stt_service.pipeline`); unset, the service runs as configured (``feed_ms`` in the JSON
-says which).
+Coalescing (``--feed-ms``): the service's ``stt_feed_ms`` setting, which makes each pipeline
+wake once that much audio has queued instead of once per frame (:mod:`stt_service.pipeline`);
+unset, the service's default (``feed_ms`` in the JSON says which ran).
 
 Peer (``peer_*`` keys; ``--no-peer`` skips it). alphacep's vosk-server WebSocket server
 (``websocket/asr_server.py``), run from its own source (:mod:`bench.vosk_peer` copies the
@@ -340,14 +339,10 @@ def build_streams(
 class _MeteredRecognizer:
     """A recognizer that adds its own thread's CPU time inside each call to its factory's sum."""
 
-    def __init__(self, inner: Any, meter: MeteredModels, feed_ms: int | None) -> None:
+    def __init__(self, inner: Any, meter: MeteredModels) -> None:
         self._inner = inner
         self._meter = meter
         self.sample_rate: int = inner.sample_rate
-        # What the pipeline reads to coalesce its wake-ups (its own default when absent).
-        self.feed_ms: int = int(
-            feed_ms if feed_ms is not None else getattr(inner, "feed_ms", 0) or 0
-        )
 
     def accept(self, pcm: bytes) -> Any:
         began = time.thread_time()
@@ -384,9 +379,8 @@ class MeteredModels:
     process CPU).
     """
 
-    def __init__(self, inner: Any, feed_ms: int | None = None) -> None:
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._feed_ms = feed_ms
         self._cpu_s = 0.0
         self._lock = threading.Lock()  # pipeline threads add concurrently
 
@@ -394,7 +388,7 @@ class MeteredModels:
         return list(self._inner.languages())
 
     def __call__(self, language: str) -> _MeteredRecognizer:
-        return _MeteredRecognizer(self._inner(language), self, self._feed_ms)
+        return _MeteredRecognizer(self._inner(language), self)
 
     def add(self, cpu_s: float) -> None:
         with self._lock:
@@ -1303,7 +1297,10 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     factory = VoskModels.load({"en": model.path})
     tones = model.synthetic
     cores = os.cpu_count() or 1
-    feed_ms = args.feed_ms
+    from stt_service.settings import SttSettings
+
+    default_feed_ms: int = SttSettings.model_fields["stt_feed_ms"].default
+    feed_ms = default_feed_ms if args.feed_ms is None else args.feed_ms
     batch_chunks = 25  # SttSettings.stt_max_batch_chunks' default, the unpaced pair's chunking
 
     # The peer first, so that a missing copy is said before minutes of measuring.
@@ -1369,9 +1366,11 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     log(f"limit: {cores} cores / {min(bare_paced_rtf, paced_same):.3f} = {limit:.2f} streams")
 
-    metered = MeteredModels(factory, feed_ms)
+    metered = MeteredModels(factory)
     async with httpx.AsyncClient(timeout=30) as http:
-        app = make_app(metered, workdir, "paced", stt_max_clients=args.max_clients)
+        app = make_app(
+            metered, workdir, "paced", stt_max_clients=args.max_clients, stt_feed_ms=feed_ms
+        )
         peer_steps: dict[int, dict[str, Any]] = {}
         peer_baseline = 0.0
         async with serve(app) as url, contextlib.AsyncExitStack() as stack:
@@ -1518,7 +1517,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--synthetic", action="store_true", help="the synthetic model")
     parser.add_argument(
-        "--feed-ms", type=int, help="coalesce pipeline wake-ups to this much audio (0: off)"
+        "--feed-ms",
+        type=int,
+        help="the service's stt_feed_ms: coalesce wake-ups to this much audio (0: off)",
     )
     parser.add_argument("--max-clients", type=int, default=64, help="service client slots")
     parser.add_argument("--keep-going", action="store_true", help="run every step")

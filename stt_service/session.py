@@ -158,6 +158,7 @@ class StreamSession:
                 queue_chunks=rt.settings.stt_queue_chunks,
                 max_batch_chunks=rt.settings.stt_max_batch_chunks,
                 breaker_threshold=rt.settings.stt_breaker_failures,
+                feed_ms=rt.settings.stt_feed_ms,
             )
             self._pipeline = pipeline
             pipeline.start()

@@ -28,6 +28,14 @@ class SttSettings(CoreSettings):
     stt_max_clients: int = Field(default=30, ge=1)
     stt_queue_chunks: int = Field(default=500, ge=1, description="Audio chunks queued per client.")
     stt_max_batch_chunks: int = Field(default=25, ge=1, description="Chunks per recognizer call.")
+    stt_feed_ms: int = Field(
+        default=100,
+        ge=0,
+        le=1000,
+        description="Audio a stream's pipeline gathers before it wakes (0: every chunk). A "
+        "real model computes in bursts every few hundred ms of audio, so waking per 20 ms "
+        "frame costs CPU and adds nothing; audio waits at most this long.",
+    )
     stt_breaker_failures: int = Field(default=5, ge=1)
     stt_start_timeout_s: float = Field(default=10.0, gt=0)
     stt_idle_timeout_s: float = Field(default=60.0, gt=0)
