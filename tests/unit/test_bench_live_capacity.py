@@ -11,6 +11,7 @@ from bench import real_models, vosk_peer
 from bench.stt_load import (
     default_clients,
     holds_realtime,
+    holds_realtime_steady,
     keeps_up,
     max_holding,
     ratio,
@@ -54,6 +55,14 @@ def test_latency_decides_real_time_and_backlog_decides_keeping_up() -> None:
         step(end_final_p95_ms=2500.0),
     ):
         assert not keeps_up(bad) and not holds_realtime(bad)
+
+
+def test_the_steady_rule_leaves_out_the_warm_up_but_not_the_backlog() -> None:
+    warm = step(partial_p95_ms=900.0, partial_steady_p95_ms=300.0)
+    assert holds_realtime_steady(warm) and not holds_realtime(warm)
+    assert not holds_realtime_steady(step(partial_steady_p95_ms=600.0))
+    assert not holds_realtime_steady(step(partial_steady_p95_ms=None))  # no partial past it
+    assert not holds_realtime_steady(step(partial_steady_p95_ms=300.0, dropped_ms=20))
 
 
 def test_max_holding_stops_at_the_first_failing_step() -> None:
