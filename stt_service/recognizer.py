@@ -41,9 +41,10 @@ class Utterance:
 
 
 class Recognizer(Protocol):
-    """What a pipeline needs from a streaming recognizer (one instance per utterance or more).
+    """What a pipeline needs from a streaming recognizer (one per stream, kept across utterances).
 
-    Word times are seconds of audio fed to this recognizer.
+    Word times are seconds of audio fed to this recognizer since it was made: its clock runs on
+    across endpoints and :meth:`finish`.
     """
 
     sample_rate: int
