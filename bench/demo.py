@@ -42,6 +42,7 @@ from bench.report import emit, percentile
 
 if TYPE_CHECKING:
     from devkit.demo import PreparedModels
+    from roomscribe.store import TranscriptStore
 
 _SPEAKER = "speaker{}"
 _TITLE = "End-to-end benchmark: caption latencies, and meeting end to summary."
@@ -87,10 +88,30 @@ def wer(references: dict[str, list[str]], transcripts: dict[str, str]) -> float:
     return round(errors / max(1, sum(len(r) for r in references.values())), 3)
 
 
+async def whisper_text(store: TranscriptStore, room: str, track_sid: str) -> str:
+    """A track's stored Whisper transcript, every page of it, as one text."""
+    from roomscribe.models import TranscriptQuery, TranscriptSource
+
+    parts: list[str] = []
+    cursor = None
+    while True:
+        page = await store.query_transcript(
+            TranscriptQuery(
+                room=room,
+                track_sid=track_sid,
+                source=TranscriptSource.WHISPER,
+                cursor=cursor,
+                limit=500,
+            )
+        )
+        parts.extend(s.text for s in page.segments)
+        if (cursor := page.next_cursor) is None:
+            return " ".join(parts)
+
+
 async def whisper_texts(db: Path, participants: dict[str, str]) -> dict[str, str]:
     """Each participant's Whisper transcript from the demo's store."""
     from devkit.demo import ROOM
-    from roomscribe.models import TranscriptQuery, TranscriptSource
     from roomscribe.store import SQLiteTranscriptStore
 
     store = SQLiteTranscriptStore(db)
@@ -98,22 +119,7 @@ async def whisper_texts(db: Path, participants: dict[str, str]) -> dict[str, str
     try:
         texts: dict[str, str] = {}
         for who, sid in participants.items():
-            parts: list[str] = []
-            cursor = None
-            while True:
-                page = await store.query_transcript(
-                    TranscriptQuery(
-                        room=ROOM,
-                        track_sid=sid,
-                        source=TranscriptSource.WHISPER,
-                        cursor=cursor,
-                        limit=500,
-                    )
-                )
-                parts.extend(s.text for s in page.segments)
-                if (cursor := page.next_cursor) is None:
-                    break
-            texts[who] = " ".join(parts)
+            texts[who] = await whisper_text(store, ROOM, sid)
         return texts
     finally:
         await store.close()

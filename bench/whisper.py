@@ -198,23 +198,9 @@ class Recordings:
 
     async def text(self, track_sid: str) -> str:
         """The Whisper transcript the worker stored for a track."""
-        from roomscribe.models import TranscriptQuery, TranscriptSource
+        from bench.demo import whisper_text
 
-        parts: list[str] = []
-        cursor = None
-        while True:
-            page = await self.store.query_transcript(
-                TranscriptQuery(
-                    room=self.room,
-                    track_sid=track_sid,
-                    source=TranscriptSource.WHISPER,
-                    cursor=cursor,
-                    limit=500,
-                )
-            )
-            parts.extend(s.text for s in page.segments)
-            if (cursor := page.next_cursor) is None:
-                return " ".join(parts)
+        return await whisper_text(self.store, self.room, track_sid)
 
 
 async def worker_seconds(recording: bytes, transcriber: Any, workdir: Path) -> float:
