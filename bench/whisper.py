@@ -365,7 +365,7 @@ class BoxMeter:
     """
 
     def __init__(self) -> None:
-        from bench.stt_load import proc_stat_busy, process_cpu_s
+        from bench.live_meters import proc_stat_busy, process_cpu_s
 
         self._stat, self._cpu = proc_stat_busy, process_cpu_s
         self._stat0, self._cpu0, self._wall0 = proc_stat_busy(), process_cpu_s(), time.monotonic()
@@ -389,7 +389,7 @@ async def worker_figures(
     """Worker cost, batched vs sequential, memory, WER and end to end on one model."""
     from faster_whisper import BatchedInferencePipeline
 
-    from bench.stt_load import RssSampler, pid_rss_mb, trim_heap
+    from bench.live_meters import RssSampler, pid_rss_mb, trim_heap
     from stt_service.whisper import WhisperTranscriber
 
     options = decode_options(choice.weights)

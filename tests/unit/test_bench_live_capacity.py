@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from bench import real_models, vosk_peer
-from bench.stt_load import (
+from bench.live_meters import ratio
+from bench.live_results import (
     default_clients,
     holds_realtime,
     holds_realtime_steady,
     keeps_up,
     max_holding,
-    ratio,
     stream_limit,
 )
 from roomscribe.model_info import write_provenance
