@@ -51,8 +51,9 @@ async def test_captions_follow_the_words_as_they_are_heard() -> None:
     late = [at - heard_from - offset for (at, _), offset in zip(log.items, due, strict=True)]
     # Held to each other, not to the wall clock: the reader that says when the track was first
     # heard runs late under load by the same amount for every word. Captions sent at hand-off
-    # instead of playout would spread by the 0.5 s the words take.
-    assert max(late) - min(late) <= 0.05, late
+    # instead of playout would spread by the 0.5 s the words take; a loaded 2-core machine
+    # spreads playout-timed ones by up to ~60 ms (each caption waits for the event loop).
+    assert max(late) - min(late) <= 0.15, late
     assert all(abs(lag) <= 0.25 for lag in late), late
     # "finished" once the audio was heard, not when it was handed to the source.
     assert finished_at - heard_from >= 0.5 - 0.03
