@@ -134,10 +134,10 @@ class ClientInferencePipeline:
         self._cond = threading.Condition()
         self._ended = False
         self._thread = threading.Thread(target=self._run, name=f"stt-{track_sid}", daemon=True)
-        # Coalescing, under the queue lock: audio queued (client samples), control items
-        # queued, and whether the thread sleeps on an empty queue (then the next chunk wakes it).
-        self._feed_ms = feed_ms
-        self._feed_samples = 0  # set by the thread once it knows (0: wake for every chunk)
+        # Coalescing: the audio to gather (client samples; 0: wake for every chunk), then,
+        # under the queue lock, audio queued, control items queued, and whether the thread
+        # sleeps on an empty queue (then the next chunk wakes it).
+        self._feed_samples = max(0, feed_ms) * client_rate // 1000
         self._queued_samples = 0
         self._controls = 0
         self._sleeping = False
@@ -296,8 +296,6 @@ class ClientInferencePipeline:
         self._grid = self._rate * FRAME_GRID_MS // 1000
         self._resampler = self._new_resampler()
         self._pos = self._rec_start = self._utterance_start = self._to_model(self._start_offset)
-        with self._cond:
-            self._feed_samples = max(0, self._feed_ms) * self.client_rate // 1000
 
     def _run(self) -> None:
         try:
