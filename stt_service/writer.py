@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 from roomscribe.errors import StoreError
 from roomscribe.models import SegmentIn, TrackCreate
 from roomscribe.store import TranscriptStore
+from roomscribe.store.common import BoundedLru
 from stt_service.events import live_segment_id
 from stt_service.metrics import SttMetrics
 
@@ -99,7 +100,8 @@ class SegmentWriter:
         self._interval = flush_interval_s
         self._max_buffered = max_buffered
         self._state: dict[str, _TrackState] = {}
-        self._taken_until: OrderedDict[str, float] = OrderedDict()  # track -> end of its words
+        # track -> where its taken words end
+        self._taken_until: BoundedLru[str, float] = BoundedLru(_REMEMBERED_TRACKS)
         self._buffered = 0
         self._wake = asyncio.Event()
         self._closing = False
@@ -175,9 +177,6 @@ class SegmentWriter:
                 words=words,
             )
         self._taken_until[track_sid] = max(segment.end, taken or 0.0)
-        self._taken_until.move_to_end(track_sid)
-        while len(self._taken_until) > _REMEMBERED_TRACKS:
-            self._taken_until.popitem(last=False)
         return segment
 
     def add_stats(self, track_sid: str, *, received_s: float, dropped_s: float) -> None:

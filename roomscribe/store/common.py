@@ -33,7 +33,8 @@ V = TypeVar("V")
 class BoundedLru(Generic[K, V]):
     """A dict of at most ``max_entries`` items that forgets the least recently used first.
 
-    For caches of facts that can always be read again (a track's attribution): a process
+    For per-track facts that are cheap to lose (a track's attribution, which can be read
+    again; how far a track's stored words reach, needed only while it streams): a process
     that sees tracks come and go for weeks must not keep every one it ever saw.
     """
 
