@@ -115,19 +115,11 @@ def decode_options(weights: str) -> dict[str, Any]:
     return random_weight_decode_options(TOKENS_PER_S)
 
 
-def transcribe_options(beam: int, options: dict[str, Any]) -> dict[str, Any]:
-    """What the worker's transcriber passes (``stt_service.whisper``), for the bare side."""
-    return {
-        "language": "en",
-        "beam_size": beam,
-        "vad_filter": True,
-        "word_timestamps": True,
-        **options,
-    }
-
-
 def direct_text(model: Any, audio: Path, beam: int, options: dict[str, Any]) -> str:
-    segments, _ = model.transcribe(str(audio), **transcribe_options(beam, options))
+    """Bare faster-whisper on ``audio`` with the worker's own options (English)."""
+    from stt_service.whisper import transcribe_options
+
+    segments, _ = model.transcribe(str(audio), **transcribe_options("en", beam, options))
     return " ".join(s.text.strip() for s in segments)  # the generator does the work
 
 
@@ -139,8 +131,10 @@ def direct_seconds(model: Any, audio: Path, beam: int, options: dict[str, Any]) 
 
 def batched_seconds(pipeline: Any, audio: Path, options: dict[str, Any]) -> tuple[float, int]:
     began = time.perf_counter()
+    from stt_service.whisper import transcribe_options
+
     segments, _ = pipeline.transcribe(
-        str(audio), batch_size=BATCH_SIZE, **transcribe_options(1, options)
+        str(audio), batch_size=BATCH_SIZE, **transcribe_options("en", 1, options)
     )
     words = sum(len(s.text.split()) for s in segments)
     return time.perf_counter() - began, words
@@ -437,13 +431,16 @@ async def worker_figures(
     box = BoxMeter()
     batched_seconds(pipeline, recording, options)  # warm-up: its own buffers
     sequential, batched, words = [], [], []
+    seq_text = ""
     for _ in range(max(1, args.repeats)):
-        sequential.append(direct_seconds(transcriber.model, recording, 1, options))
+        began = time.perf_counter()
+        seq_text = direct_text(transcriber.model, recording, 1, options)
+        sequential.append(time.perf_counter() - began)
         seconds, count = batched_seconds(pipeline, recording, options)
         batched.append(seconds)
         words.append(count)
     seq_med, bat_med = statistics.median(sequential), statistics.median(batched)
-    seq_words = len(direct_text(transcriber.model, recording, 1, options).split())
+    seq_words = len(seq_text.split())  # the words of the last sequential run
     out |= {
         "long_track_s": args.meeting_s,
         "sequential_rtf": round(seq_med / args.meeting_s, 4),

@@ -125,6 +125,22 @@ def postprocess(
     ]
 
 
+def transcribe_options(
+    language: str | None, beam_size: int, decode_options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The keyword arguments the worker gives faster-whisper's ``transcribe``.
+
+    One place, so that a benchmark's bare call does exactly what the worker does.
+    """
+    return {
+        "language": language,
+        "beam_size": beam_size,
+        "vad_filter": True,
+        "word_timestamps": True,
+        **decode_options,
+    }
+
+
 class WhisperTranscriber:
     """A faster-whisper model loaded once, shared by the worker's jobs."""
 
@@ -174,13 +190,7 @@ class WhisperTranscriber:
                 extra={"track_sid": track_sid, "language": language},
             )
             language = None
-        options: dict[str, Any] = {
-            "language": language,
-            "beam_size": self._beam_size,
-            "vad_filter": True,
-            "word_timestamps": True,
-            **self._decode_options,
-        }
+        options = transcribe_options(language, self._beam_size, self._decode_options)
         if self._pipeline is not None:
             segments, info = self._pipeline.transcribe(
                 str(audio), batch_size=self._batch_size, **options
